@@ -1,0 +1,1 @@
+"""cpt_jax: continual pretraining without forgetting, in JAX/Flax."""

@@ -1,0 +1,1 @@
+"""Data: corpora, tokenizer, record datasets, bAbI, Grain pipelines."""

@@ -1,0 +1,1 @@
+"""Research loop: forgetting metrics, adaptation scaling laws, planning."""
