@@ -1,0 +1,203 @@
+"""Builds a run's pieces from its config: tokenizer, model (already sharded), optimizer, data streams,
+evaluation sets. No training happens here; loop.py drives these pieces."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from cpt_jax import config as config_lib
+from cpt_jax import model as model_lib
+from cpt_jax import optim, sharding, step as step_lib
+from cpt_jax.data import pipeline, sources
+from cpt_jax.data.records import DataError
+from cpt_jax.data.tokenizer import Tokenizer, copy_tokenizer, train_tokenizer
+
+TOKENIZER_FILE = "tokenizer.model"
+CONFIG_FILE = "config.json"
+
+
+@dataclasses.dataclass
+class ModelBundle:
+  cfg: model_lib.ModelConfig
+  graphdef: Any
+  abstract_params: Any
+  param_shardings: Any
+  num_params: int
+
+
+def resolve_tokenizer(cfg, workdir: str, data_dir: Path) -> Tokenizer:
+  """The run's tokenizer, copied into the workdir so that checkpoints never lose it.
+
+  Order: the workdir's own copy (resume) > data.tokenizer > init_from's (adapt) > trained from data.base.
+  """
+  own = Path(workdir) / TOKENIZER_FILE
+  if own.exists():
+    return Tokenizer(own)
+  if cfg.data.tokenizer:
+    tok = Tokenizer(cfg.data.tokenizer)
+  elif cfg.stage == "adapt":
+    tok = Tokenizer(Path(cfg.init_from) / TOKENIZER_FILE)
+  else:
+    base = cfg.data.base
+    path = data_dir / "tokenizers" / f"{base.kind}_{base.name or 'data'}_v{cfg.data.vocab_size}.model"
+    if path.exists():
+      tok = Tokenizer(path)
+    else:
+      source = sources.open_source(base, base.train_split, data_dir, cfg.seed)
+      tok = train_tokenizer(sources.iter_texts(source, 20_000_000), path, cfg.data.vocab_size)
+  if jax.process_index() == 0:
+    return copy_tokenizer(tok, own)
+  return tok
+
+
+def model_config(cfg, tokenizer: Tokenizer) -> model_lib.ModelConfig:
+  """Adapt runs take the architecture from the run they start from; a differing field is overridden."""
+  model_cfg = cfg.model
+  if cfg.stage == "adapt":
+    saved = load_run_config(cfg.init_from)
+    arch = {k: saved.model[k] for k in ("num_layers", "d_model", "num_heads", "mlp_ratio", "max_len", "tie_embeddings")}
+    changed = {k: (model_cfg[k], v) for k, v in arch.items() if model_cfg[k] != v}
+    if changed:
+      logging.info("adapt: architecture taken from %s (config had %s)", cfg.init_from, changed)
+    with model_cfg.unlocked():
+      model_cfg.update(arch)
+  return model_lib.ModelConfig.from_config(model_cfg, tokenizer.vocab_size)
+
+
+def load_run_config(workdir: str) -> ml_collections.ConfigDict:
+  path = Path(workdir) / CONFIG_FILE
+  if not path.exists():
+    raise DataError(f"{path} not found: is {workdir} the workdir of a cpt_jax run?")
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def build_model(model_cfg: model_lib.ModelConfig, mesh, seed: int):
+  """Parameters created already sharded: abstract init → shardings → jit(init, out_shardings)."""
+  abstract_model = nnx.eval_shape(lambda: model_lib.GPT(model_cfg, nnx.Rngs(0)))
+  graphdef, abstract_state = nnx.split(abstract_model)
+  logical = jax.tree.map(lambda v: v.get_metadata().get("logical_axes"), abstract_state,
+                         is_leaf=lambda x: isinstance(x, nnx.Variable)).to_pure_dict()
+  abstract_params = abstract_state.to_pure_dict()
+  shardings = sharding.param_shardings(logical, abstract_params, mesh)
+
+  def init(key):
+    return nnx.state(model_lib.GPT(model_cfg, nnx.Rngs(params=key))).to_pure_dict()
+
+  bundle = ModelBundle(model_cfg, graphdef, abstract_params, shardings, model_lib.count_params(abstract_params))
+  return bundle, jax.jit(init, out_shardings=shardings)(jax.random.key(seed))
+
+
+def state_shardings(bundle: ModelBundle, optimizer, mesh):
+  """Abstract train state and its shardings: moments shard like their parameters, scalars replicate."""
+  abstract_state = jax.eval_shape(lambda p: step_lib.init_state(p, optimizer), bundle.abstract_params)
+  opt_shardings = optax.tree_map_params(
+      optimizer, lambda _, s: s, abstract_state["opt_state"], bundle.param_shardings,
+      transform_non_params=lambda _: sharding.replicated(mesh))
+  shardings = {"step": sharding.replicated(mesh), "params": bundle.param_shardings, "opt_state": opt_shardings}
+  return abstract_state, shardings
+
+
+def token_budget(cfg, num_params: int) -> int:
+  if cfg.train.ptpp:
+    return int(cfg.train.ptpp * num_params)
+  if cfg.train.atpp:
+    return int(cfg.train.atpp * num_params)
+  return int(cfg.train.total_tokens)
+
+
+def tokens_per_step(cfg) -> int:
+  return cfg.data.batch_size * cfg.model.max_len
+
+
+def stage_steps(cfg, num_params: int) -> list[int]:
+  """Steps at which a pretraining run reaches each PTPP of `train.save_at_ptpp` (kept forever)."""
+  stages = [float(x) for x in cfg.train.save_at_ptpp.split(",") if x.strip()]
+  return sorted({max(1, math.ceil(p * num_params / tokens_per_step(cfg))) for p in stages})
+
+
+def make_step_spec(cfg, mesh) -> step_lib.StepSpec:
+  shards = sharding.batch_shards(mesh)
+  replay_rows = config_lib.replay_rows_total(cfg.data.batch_size, cfg.replay.ratio)
+  return step_lib.StepSpec(
+      batch_shards=shards, target_rows_per_shard=(cfg.data.batch_size - replay_rows) // shards,
+      replay_rows_per_shard=replay_rows // shards, replay_loss=cfg.replay.loss, replay_coeff=cfg.replay.coeff,
+      dropout=cfg.model.dropout > 0)
+
+
+def batch_keys(cfg) -> tuple[str, ...]:
+  """Packed task data needs positions and per-example attention; plain text rows use the fused causal path."""
+  uses_examples = cfg.stage == "adapt" and cfg.data.target.kind == "babi"
+  return ("inputs", "targets", "loss_mask") + (("positions", "segment_ids") if uses_examples else ())
+
+
+def make_loader(cfg, tokenizer: Tokenizer, mesh, data_dir: Path, spec: step_lib.StepSpec,
+                replay_source=None) -> pipeline.BatchLoader:
+  """Training batches: target stream (+ replay stream), each process reading its own shard."""
+  n_proc, proc = jax.process_count(), jax.process_index()
+  local_shards = spec.batch_shards // n_proc
+  if local_shards * n_proc != spec.batch_shards:
+    raise config_lib.ConfigError(
+        f"config field mesh: the data axes ({spec.batch_shards} shards) must split evenly over {n_proc} processes")
+  train_src_cfg = cfg.data.base if cfg.stage == "pretrain" else cfg.data.target
+  train_src = sources.open_source(train_src_cfg, train_src_cfg.train_split, data_dir, cfg.seed)
+  row_len = cfg.model.max_len
+  streams = [("target", pipeline.make_packer(train_src, tokenizer, row_len, cfg.seed, True, proc, n_proc,
+                                             cfg.data.answer_only), spec.target_rows_per_shard)]
+  if spec.replay_rows_per_shard:
+    if replay_source is None:
+      raise config_lib.ConfigError("config field replay.kind: no replay source could be built")
+    streams.append(("replay", pipeline.make_packer(replay_source, tokenizer, row_len, cfg.seed + 1, True, proc,
+                                                   n_proc), spec.replay_rows_per_shard))
+  return pipeline.BatchLoader(streams, local_shards, batch_keys(cfg))
+
+
+def replay_source(cfg, data_dir: Path):
+  if cfg.replay.kind == "real":
+    return sources.open_source(cfg.data.base, cfg.data.base.train_split, data_dir, cfg.seed)
+  if cfg.replay.kind == "self" and cfg.replay.samples:
+    from cpt_jax.data.records import RecordSource  # pylint: disable=g-import-not-at-top
+    return RecordSource(cfg.replay.samples, "train")
+  return None
+
+
+def eval_sets(cfg, tokenizer: Tokenizer, data_dir: Path) -> dict[str, dict[str, np.ndarray]]:
+  """Fixed validation rows per source ("base", "target"): the first `eval_rows` rows, unshuffled."""
+  out = {}
+  for name in ("base", "target"):
+    src_cfg = cfg.data[name]
+    if src_cfg.kind == "none":
+      continue
+    src = sources.open_source(src_cfg, src_cfg.eval_split, data_dir, cfg.seed)
+    packer = pipeline.make_packer(src, tokenizer, cfg.model.max_len, seed=0, shuffle=False,
+                                  answer_only=cfg.data.answer_only)
+    rows = pipeline.take_rows(packer, cfg.train.eval_rows)
+    if name == "target" and src_cfg.kind == "babi" or "positions" in batch_keys(cfg):
+      out[name] = rows
+    else:
+      out[name] = {k: rows[k] for k in ("inputs", "targets", "loss_mask")}
+  return out
+
+
+def save_run_config(cfg, workdir: str) -> None:
+  if jax.process_index() == 0:
+    tmp = os.path.join(workdir, CONFIG_FILE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(cfg.to_json_best_effort(indent=2))
+    os.replace(tmp, os.path.join(workdir, CONFIG_FILE))
+
+
+def cast_params(params, dtype: str):
+  return jax.tree.map(lambda x: x.astype(jnp.dtype(dtype)), params) if dtype != "float32" else params

@@ -1,0 +1,139 @@
+"""Checkpoints: train state and every process's data-iterator state, saved together, atomically.
+
+Orbax writes each step to a temporary directory and renames it on commit, so a `kill -9` leaves the
+last committed step readable. Restore tries the newest step first and falls back to older ones with a
+warning naming what was skipped; the restored tree is checked against the model before it is used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Iterable
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+_STATE_BYTES = 1 << 14  # a data-iterator state is a few integers per stream
+
+
+class CheckpointError(RuntimeError):
+  """No usable checkpoint, or one that does not fit the model; the message says what to do."""
+
+
+def _encode_state(state: dict[str, Any]) -> np.ndarray:
+  raw = json.dumps(state, sort_keys=True).encode()
+  if len(raw) > _STATE_BYTES:
+    raise CheckpointError(f"data state of {len(raw)} bytes exceeds {_STATE_BYTES}")
+  return np.frombuffer(raw.ljust(_STATE_BYTES, b" "), np.uint8)
+
+
+def gather_data_states(local_state: dict[str, Any]) -> dict[str, Any]:
+  """{"process_<i>": state_i} for all processes, on every process (each one reads only its shard)."""
+  if jax.process_count() == 1:
+    return {"process_0": local_state}
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  all_bytes = np.asarray(multihost_utils.process_allgather(_encode_state(local_state)))
+  return {f"process_{i}": json.loads(bytes(row).decode()) for i, row in enumerate(all_bytes)}
+
+
+class Checkpointer:
+
+  def __init__(self, directory: str, keep: int, keep_steps: Iterable[int] = (), async_save: bool = True):
+    self.directory = os.path.abspath(directory) if "://" not in directory else directory
+    self.keep_steps = set(int(s) for s in keep_steps)
+    policy = pp.AnyPreservationPolicy([pp.LatestN(keep), pp.CustomSteps(sorted(self.keep_steps))]) \
+        if self.keep_steps else pp.LatestN(keep)
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=policy, create=True, enable_async_checkpointing=async_save,
+        cleanup_tmp_directories=True)
+    handlers = {"params": ocp.StandardCheckpointHandler(), "opt": ocp.StandardCheckpointHandler(),
+                "data": ocp.JsonCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+    self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, step: int, state: Any, data_state: dict[str, Any], metadata: dict[str, Any] | None = None,
+           force: bool = False) -> bool:
+    """Starts an async save of `state` plus all processes' data states; returns whether it saved.
+
+    Parameters and optimizer state are separate items, so an adapt run can load weights only.
+    """
+    args = {"params": ocp.args.StandardSave(state["params"]),
+            "opt": ocp.args.StandardSave({k: v for k, v in state.items() if k != "params"}),
+            "data": ocp.args.JsonSave(gather_data_states(data_state)),
+            "meta": ocp.args.JsonSave(metadata or {})}
+    return self._manager.save(step, args=ocp.args.Composite(**args), force=force)
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+  def restore(self, abstract_state: Any, step: int | None = None, weights_only: bool = False):
+    """(step, state, data_states, meta) from `step`, or from the newest readable checkpoint.
+
+    `weights_only`: `abstract_state` is the parameters alone and only they are read (adapt stage).
+
+    A checkpoint that fails to read is skipped with a warning (never deleted); a tree that does not match
+    `abstract_state` raises CheckpointError listing the differences, whatever step it came from.
+    """
+    steps = [step] if step is not None else sorted(self.all_steps(), reverse=True)
+    if not steps or steps == [None]:
+      raise CheckpointError(f"no checkpoint in {self.directory}")
+    errors = []
+    for s in steps:
+      try:
+        if weights_only:
+          self._check_structure(s, "params", abstract_state)
+          args = {"params": ocp.args.StandardRestore(abstract_state), "meta": ocp.args.JsonRestore()}
+        else:
+          abstract_opt = {k: v for k, v in abstract_state.items() if k != "params"}
+          self._check_structure(s, "params", abstract_state["params"])
+          self._check_structure(s, "opt", abstract_opt)
+          args = {"params": ocp.args.StandardRestore(abstract_state["params"]),
+                  "opt": ocp.args.StandardRestore(abstract_opt),
+                  "data": ocp.args.JsonRestore(), "meta": ocp.args.JsonRestore()}
+        restored = self._manager.restore(s, args=ocp.args.Composite(**args))
+        if errors:
+          logging.warning("restored step %d after skipping unreadable newer checkpoints: %s", s, "; ".join(errors))
+        if weights_only:
+          return s, restored["params"], None, restored["meta"]
+        return s, {"params": restored["params"], **restored["opt"]}, restored["data"], restored["meta"]
+      except CheckpointError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except  # any read failure means "try an older one"
+        msg = f"step {s} in {self.directory} is unreadable ({type(e).__name__}: {str(e)[:200]})"
+        logging.warning("%s; trying an older checkpoint", msg)
+        errors.append(msg)
+    raise CheckpointError("no readable checkpoint: " + "; ".join(errors) +
+                          ". Delete the workdir to start over, or restore a backup.")
+
+  def _check_structure(self, step: int, item: str, abstract_state: Any) -> None:
+    """Compares saved shapes with the model's before loading, so a wrong model size is named, not half-loaded."""
+    meta = self._manager.item_metadata(step)
+    saved = meta[item] if meta is not None and item in meta else None
+    if saved is None:
+      raise FileNotFoundError(f"step {step} has no readable {item!r} metadata")
+    saved_shapes = {jax.tree_util.keystr(p): tuple(getattr(v, "shape", ()))
+                    for p, v in jax.tree_util.tree_leaves_with_path(saved)}
+    want_shapes = {jax.tree_util.keystr(p): tuple(v.shape)
+                   for p, v in jax.tree_util.tree_leaves_with_path(abstract_state)}
+    diffs = [f"{k}: missing in checkpoint" for k in want_shapes.keys() - saved_shapes.keys()]
+    diffs += [f"{k}: in checkpoint but not in model" for k in saved_shapes.keys() - want_shapes.keys()]
+    diffs += [f"{k}: checkpoint {saved_shapes[k]} vs model {want_shapes[k]}"
+              for k in want_shapes.keys() & saved_shapes.keys() if saved_shapes[k] != want_shapes[k]]
+    if diffs:
+      raise CheckpointError(
+          f"checkpoint step {step} in {self.directory} does not match the model "
+          f"({len(diffs)} differences, e.g. {'; '.join(sorted(diffs)[:5])}). Is it from another model size "
+          "or config? Use the config it was saved with, or another --workdir.")

@@ -1,0 +1,215 @@
+"""Defaults for every run, and validation that turns a bad field into one clear sentence.
+
+configs/*.py start from `default_config()` and change what they need; the command line changes the rest
+(`--config.opt.lr=1e-3`). ml_collections already rejects unknown fields and wrong types at parse time;
+`validate` checks values and their relations (sizes, ratios, mesh vs devices, batch vs data axes).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import ml_collections
+
+from cpt_jax import sharding
+from cpt_jax.optim import SCHEDULES
+from cpt_jax.step import REPLAY_LOSSES
+
+STAGES = ("pretrain", "adapt")
+SOURCE_KINDS = ("corpus", "babi", "tfds", "records", "files", "none")
+REPLAY_KINDS = ("none", "real", "self")
+DTYPES = ("float32", "bfloat16")
+
+
+class ConfigError(ValueError):
+  """A config field has a bad value; the message names the field and what to do."""
+
+
+def source_config(kind: str = "none", name: str = "") -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      "kind": kind,  # one of SOURCE_KINDS
+      "name": name,  # corpus name (english, spanish), TFDS name, or a label
+      "path": "",  # records: dataset dir (.../name/1.0.0); files: glob with {split}; tfds: data_dir
+      "train_split": "train",
+      "eval_split": "validation",
+      "babi_mode": "synthetic",  # babi: original | synthetic
+      "babi_stories": 200,  # babi: stories per task
+      "babi_tasks": "all",  # babi: "all" or comma-separated task numbers
+  })
+
+
+def default_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.stage = "pretrain"  # pretrain: from scratch; adapt: from `init_from` with a frozen teacher
+  c.init_from = ""  # adapt: workdir of the run whose weights start this one
+  c.init_step = -1  # adapt: which checkpoint step of init_from (-1: latest)
+
+  c.model = ml_collections.ConfigDict({
+      "num_layers": 4, "d_model": 256, "num_heads": 4, "mlp_ratio": 4,
+      "max_len": 128,  # context length T
+      "tie_embeddings": True, "dropout": 0.0,
+      "compute_dtype": "float32",  # bfloat16 on TPU/GPU; f32 is faster on most CPUs
+      "remat": False,
+  })
+  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})  # one axis may be -1
+
+  c.opt = ml_collections.ConfigDict({
+      "lr": 3e-3, "schedule": "cosine", "warmup_tokens": 200_000, "decay_tokens": 0,  # WSD decay length
+      "min_lr_ratio": 0.1,
+      "b1": 0.9, "b2": 0.99,  # raw betas, used when the half-lives below are 0
+      "b1_halflife_tokens": 0.0, "b2_halflife_tokens": 0.0,  # β = 0.5 ** (tokens_per_step / half-life)
+      "eps": 1e-8, "weight_decay": 0.1, "decay_embeddings": False, "clip_norm": 1.0,
+  })
+
+  c.data = ml_collections.ConfigDict({
+      "data_dir": "",  # default: $CPT_JAX_DATA or ~/.cache/cpt_jax
+      "batch_size": 32,  # global rows per step (target + replay)
+      "tokenizer": "",  # path of a SentencePiece model; empty: trained from data.base (pretrain)
+      "vocab_size": 4096,
+      "answer_only": True,  # prompt/completion data: loss on the completion only
+      "base": source_config("corpus", "english"),  # pretraining domain: trained on, evaluated as eval/base
+      "target": source_config(),  # adaptation domain: trained on when adapting, evaluated as eval/target
+  })
+
+  c.replay = ml_collections.ConfigDict({
+      "ratio": 0.0,  # share of every batch's rows that are replay
+      "kind": "none",  # none | real (data.base) | self (samples of the frozen start model)
+      "loss": "ntp",  # ntp | kl (KL(teacher‖student) over the full vocabulary)
+      "coeff": 1.0,  # λ
+      "samples": "",  # self: dataset dir of samples (tools/generate_replay.py); empty: made on the fly
+      "chunk_sequences": 256,  # self, on the fly: sequences sampled per chunk (never reused)
+      "teacher_dtype": "float32",  # bfloat16 halves the teacher's memory
+  })
+
+  c.train = ml_collections.ConfigDict({
+      "total_tokens": 2_000_000,  # used when ptpp/atpp are 0
+      "ptpp": 0.0,  # pretrain: tokens = ptpp · parameters
+      "atpp": 0.0,  # adapt: tokens = atpp · parameters
+      "save_at_ptpp": "",  # comma-separated PTPP stages at which to keep a checkpoint forever
+      "eval_every_tokens": 500_000, "eval_rows": 64, "babi_eval_examples": 0,
+      "log_every_steps": 10,
+      "checkpoint_every_tokens": 1_000_000, "keep_checkpoints": 2,
+      "max_nonfinite_skips": 0,  # 0: stop on the first NaN/Inf; k: skip up to k such batches
+      "progress": True,
+  })
+  return c
+
+
+def _err(field: str, value, what: str) -> ConfigError:
+  return ConfigError(f"config field {field}={value!r}: {what}")
+
+
+def _positive(c, field: str):
+  value = eval(f"c.{field}")  # pylint: disable=eval-used  # field names are ours
+  if not value > 0:
+    raise _err(field, value, "must be > 0")
+
+
+def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Checks values and relations; raises ConfigError naming the first bad field."""
+  if c.stage not in STAGES:
+    raise _err("stage", c.stage, f"must be one of {STAGES}")
+  if c.stage == "adapt" and not c.init_from:
+    raise _err("init_from", c.init_from, "adapt needs the workdir of a pretraining run to start from")
+  if c.stage == "adapt" and not os.path.isdir(c.init_from):
+    raise _err("init_from", c.init_from, "no such directory; give the --workdir of a finished pretraining run")
+  for f in ("num_layers", "d_model", "num_heads", "mlp_ratio", "max_len"):
+    _positive(c, f"model.{f}")
+  if c.model.d_model % c.model.num_heads:
+    raise _err("model.num_heads", c.model.num_heads, f"must divide model.d_model={c.model.d_model}")
+  if not 0 <= c.model.dropout < 1:
+    raise _err("model.dropout", c.model.dropout, "must be in [0, 1)")
+  if c.model.compute_dtype not in DTYPES:
+    raise _err("model.compute_dtype", c.model.compute_dtype, f"must be one of {DTYPES}")
+  try:
+    mesh_shape = sharding.resolve_mesh_shape(c.mesh, num_devices)
+  except sharding.MeshError as e:
+    raise ConfigError(f"config field mesh: {e}") from None
+  for f in ("lr", "batch_size", "vocab_size"):
+    _positive(c, f"opt.{f}" if f == "lr" else f"data.{f}")
+  if c.opt.schedule not in SCHEDULES:
+    raise _err("opt.schedule", c.opt.schedule, f"must be one of {SCHEDULES}")
+  for f in ("b1", "b2"):
+    if not 0 <= c.opt[f] < 1:
+      raise _err(f"opt.{f}", c.opt[f], "must be in [0, 1)")
+    if c.opt[f"{f}_halflife_tokens"] < 0:
+      raise _err(f"opt.{f}_halflife_tokens", c.opt[f"{f}_halflife_tokens"], "must be ≥ 0 (0: use the raw beta)")
+  for f in ("warmup_tokens", "decay_tokens", "weight_decay", "clip_norm"):
+    if c.opt[f] < 0:
+      raise _err(f"opt.{f}", c.opt[f], "must be ≥ 0")
+  if not 0 <= c.opt.min_lr_ratio <= 1:
+    raise _err("opt.min_lr_ratio", c.opt.min_lr_ratio, "must be in [0, 1]")
+  for name in ("base", "target"):
+    _validate_source(c.data[name], f"data.{name}")
+  train_source = c.data.base if c.stage == "pretrain" else c.data.target
+  if train_source.kind == "none":
+    raise _err(f"data.{'base' if c.stage == 'pretrain' else 'target'}.kind", "none",
+               f"the {c.stage} stage trains on this source; set its kind to one of {SOURCE_KINDS[:-1]}")
+  _validate_replay(c, mesh_shape)
+  for f in ("eval_every_tokens", "eval_rows", "log_every_steps", "checkpoint_every_tokens", "keep_checkpoints"):
+    _positive(c, f"train.{f}")
+  for f in ("total_tokens", "ptpp", "atpp", "babi_eval_examples", "max_nonfinite_skips"):
+    if c.train[f] < 0:
+      raise _err(f"train.{f}", c.train[f], "must be ≥ 0")
+  if c.stage == "pretrain" and c.train.atpp:
+    raise _err("train.atpp", c.train.atpp, "is for adapt runs; use train.ptpp to size pretraining")
+  if c.stage == "adapt" and c.train.ptpp:
+    raise _err("train.ptpp", c.train.ptpp, "is for pretraining; use train.atpp to size adaptation")
+  if not (c.train.total_tokens or c.train.ptpp or c.train.atpp):
+    raise _err("train.total_tokens", 0, "set a token budget (or train.ptpp / train.atpp)")
+  try:
+    [float(x) for x in c.train.save_at_ptpp.split(",") if x.strip()]
+  except ValueError:
+    raise _err("train.save_at_ptpp", c.train.save_at_ptpp, "must be comma-separated numbers") from None
+
+
+def _validate_source(s, field: str) -> None:
+  if s.kind not in SOURCE_KINDS:
+    raise _err(f"{field}.kind", s.kind, f"must be one of {SOURCE_KINDS}")
+  if s.kind in ("records", "files") and not s.path:
+    raise _err(f"{field}.path", s.path, f"a {s.kind} source needs a path")
+  if s.kind == "records" and not os.path.exists(os.path.join(s.path, "dataset_info.json")) \
+      and not s.path.startswith("gs://"):
+    raise _err(f"{field}.path", s.path, "no dataset there (missing dataset_info.json)")
+  if s.kind in ("corpus", "tfds") and not s.name:
+    raise _err(f"{field}.name", s.name, f"a {s.kind} source needs a name")
+  if s.kind == "babi":
+    if s.babi_mode not in ("original", "synthetic"):
+      raise _err(f"{field}.babi_mode", s.babi_mode, "must be original or synthetic")
+    if s.babi_stories <= 0:
+      raise _err(f"{field}.babi_stories", s.babi_stories, "must be > 0")
+
+
+def _validate_replay(c, mesh_shape) -> None:
+  r = c.replay
+  if not 0 <= r.ratio <= 0.9:
+    raise _err("replay.ratio", r.ratio, "must be in [0, 0.9]")
+  if r.kind not in REPLAY_KINDS:
+    raise _err("replay.kind", r.kind, f"must be one of {REPLAY_KINDS}")
+  if r.loss not in REPLAY_LOSSES:
+    raise _err("replay.loss", r.loss, f"must be one of {REPLAY_LOSSES}")
+  if r.coeff < 0:
+    raise _err("replay.coeff", r.coeff, "must be ≥ 0")
+  if r.teacher_dtype not in DTYPES:
+    raise _err("replay.teacher_dtype", r.teacher_dtype, f"must be one of {DTYPES}")
+  if (r.ratio > 0) != (r.kind != "none"):
+    raise _err("replay.ratio", r.ratio, f"replay.kind={r.kind!r}: set both a ratio > 0 and a kind, or neither")
+  if r.ratio > 0 and c.stage != "adapt":
+    raise _err("replay.ratio", r.ratio, "replay is for adapt runs (stage=adapt)")
+  shards = mesh_shape[0] * mesh_shape[1]
+  if c.data.batch_size % shards:
+    raise _err("data.batch_size", c.data.batch_size,
+               f"must be divisible by the data axes (mesh.data × mesh.fsdp = {shards})")
+  replay_rows = replay_rows_total(c.data.batch_size, r.ratio)
+  if replay_rows % shards:
+    raise _err("replay.ratio", r.ratio,
+               f"gives {replay_rows} replay rows of {c.data.batch_size}; that must be divisible by the "
+               f"{shards} data shards. Pick a ratio such that ratio × batch_size is a multiple of {shards}")
+  if r.ratio > 0 and replay_rows == 0:
+    raise _err("replay.ratio", r.ratio, f"rounds to 0 replay rows of {c.data.batch_size}; raise it or the batch")
+
+
+def replay_rows_total(batch_size: int, ratio: float) -> int:
+  return int(math.floor(batch_size * ratio + 0.5))

@@ -1,0 +1,129 @@
+"""From a source config (data.base / data.target) to random-access record sources, preparing data that
+cpt_jax makes itself (corpora, bAbI) the first time it is needed."""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from cpt_jax.data import records
+from cpt_jax.data.records import DataError, RecordSource
+
+
+def default_data_dir() -> Path:
+  if os.environ.get("CPT_JAX_DATA"):
+    return Path(os.environ["CPT_JAX_DATA"])
+  cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return Path(cache) / "cpt_jax"
+
+
+def data_dir_of(data_cfg) -> Path:
+  return Path(data_cfg.data_dir) if data_cfg.data_dir else default_data_dir()
+
+
+def babi_tasks(spec: str) -> list[int]:
+  if spec.strip() == "all":
+    return list(range(1, 21))
+  try:
+    tasks = [int(t) for t in spec.split(",") if t.strip()]
+  except ValueError:
+    raise DataError(f"babi_tasks={spec!r}: give 'all' or comma-separated task numbers 1-20") from None
+  if not tasks or any(not 1 <= t <= 20 for t in tasks):
+    raise DataError(f"babi_tasks={spec!r}: task numbers must be in 1..20")
+  return tasks
+
+
+def dataset_path(source_cfg, data_dir: Path, seed: int = 0) -> str:
+  """The dataset directory of a source, preparing it first when cpt_jax makes it."""
+  kind = source_cfg.kind
+  if kind == "corpus":
+    from cpt_jax.data import corpora  # pylint: disable=g-import-not-at-top
+    return str(corpora.prepare_corpus(source_cfg.name, data_dir))
+  if kind == "babi":
+    from cpt_jax.data.babi import dataset as babi_dataset  # pylint: disable=g-import-not-at-top
+    tasks = babi_tasks(source_cfg.babi_tasks)
+    name = f"babi_{source_cfg.babi_mode}_{source_cfg.babi_stories}_t{'-'.join(map(str, tasks))}_s{seed}"
+    out = data_dir / name
+    if not (out / "dataset_info.json").exists():
+      babi_dataset.write_babi_dataset(out, mode=source_cfg.babi_mode, num_stories_per_task=source_cfg.babi_stories,
+                                      seed=seed, tasks=tasks)
+    return str(out)
+  if kind == "records":
+    return source_cfg.path
+  if kind == "tfds":
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    return tfds.builder(source_cfg.name, data_dir=source_cfg.path or None).data_dir
+  raise DataError(f"source kind {kind!r} has no dataset directory")
+
+
+class ListSource:
+  """Records held in memory (local text/JSONL files)."""
+
+  def __init__(self, rows: list[dict[str, Any]], name: str):
+    if not rows:
+      raise DataError(f"{name}: no records")
+    self._rows, self.name = rows, name
+
+  def __len__(self):
+    return len(self._rows)
+
+  def __getitem__(self, i):
+    return self._rows[i]
+
+  def __repr__(self):
+    return f"ListSource({self.name!r}, n={len(self)})"
+
+
+def _file_source(pattern: str, split: str) -> ListSource:
+  """`path` is a glob that may contain {split}: .txt files are one document each; .jsonl lines are records."""
+  files = sorted(glob.glob(pattern.format(split=split)))
+  if not files:
+    raise DataError(f"no files match {pattern.format(split=split)!r} (data path for split {split!r})")
+  rows = []
+  for f in files:
+    with open(f, "rb") as fh:
+      raw = fh.read()
+    try:
+      text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise DataError(f"{f} is not valid UTF-8 (byte {e.start}); re-encode it as UTF-8") from None
+    if f.endswith(".jsonl"):
+      for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+          try:
+            rows.append(json.loads(line))
+          except json.JSONDecodeError as e:
+            raise DataError(f"{f}:{n} is not valid JSON ({e.msg})") from None
+    elif text.strip():
+      rows.append({"text": text})
+  return ListSource(rows, pattern.format(split=split))
+
+
+def open_source(source_cfg, split: str, data_dir: Path, seed: int = 0):
+  if source_cfg.kind == "files":
+    return _file_source(source_cfg.path, split)
+  path = dataset_path(source_cfg, data_dir, seed)
+  if source_cfg.kind == "babi":
+    from cpt_jax.data.babi import dataset as babi_dataset  # pylint: disable=g-import-not-at-top
+    return babi_dataset.BabiSource(path, split)
+  return RecordSource(path, split)
+
+
+def iter_texts(source, limit_chars: int):
+  """Texts of a source for tokenizer training (prompt+completion for task data)."""
+  seen = 0
+  for i in range(len(source)):
+    r = source[i]
+    text = r.get("text") or (r.get("prompt", "") + r.get("completion", ""))
+    seen += len(text)
+    yield text
+    if seen >= limit_chars:
+      return
+  logging.info("tokenizer trained on all %d records (%d chars)", len(source), seen)
+
+
+__all__ = ["default_data_dir", "open_source", "iter_texts", "records"]

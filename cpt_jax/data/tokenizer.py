@@ -1,0 +1,88 @@
+"""SentencePiece tokenizers trained from a corpus's training split.
+
+Fixed special ids (pad 0, unk 1, bos 2, eos 3) so that every model, sampler and packer agrees on them;
+byte fallback so any UTF-8 text round-trips.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import sentencepiece as spm
+
+from cpt_jax.data.records import DataError
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+
+class Tokenizer:
+
+  def __init__(self, path: str | os.PathLike):
+    path = Path(path)
+    if not path.exists():
+      raise DataError(f"tokenizer model {path} does not exist; train one (it is made automatically from the "
+                      "pretraining corpus when `data.tokenizer` is empty) or fix the path")
+    self.path = path
+    self._sp = spm.SentencePieceProcessor(model_file=str(path))
+    if (self._sp.bos_id(), self._sp.eos_id(), self._sp.pad_id()) != (BOS, EOS, PAD):
+      raise DataError(f"tokenizer {path} has bos/eos/pad ids {self._sp.bos_id()}/{self._sp.eos_id()}/"
+                      f"{self._sp.pad_id()}; cpt_jax needs {BOS}/{EOS}/{PAD}. Retrain it with cpt_jax.")
+
+  @property
+  def vocab_size(self) -> int:
+    return self._sp.get_piece_size()
+
+  def encode(self, text: str) -> list[int]:
+    return self._sp.encode(text)
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    return self._sp.encode(list(texts))
+
+  def decode(self, ids: Iterable[int]) -> str:
+    return self._sp.decode([int(i) for i in ids if int(i) > EOS])
+
+  def __repr__(self) -> str:
+    return f"Tokenizer({str(self.path)!r}, vocab_size={self.vocab_size})"
+
+
+def train_tokenizer(texts: Iterable[str], out_path: str | os.PathLike, vocab_size: int,
+                    model_type: str = "bpe", max_chars: int = 20_000_000) -> Tokenizer:
+  """Trains on up to `max_chars` characters of `texts` and writes the model atomically."""
+  out_path = Path(out_path)
+  out_path.parent.mkdir(parents=True, exist_ok=True)
+
+  def lines():
+    seen = 0
+    for text in texts:
+      for line in text.split("\n"):
+        line = line.strip()
+        if line:
+          seen += len(line)
+          yield line
+      if seen >= max_chars:
+        return
+
+  model = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=lines(), model_writer=model, vocab_size=vocab_size, model_type=model_type,
+      pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, byte_fallback=True, character_coverage=0.9995,
+      num_threads=os.cpu_count() or 1, max_sentence_length=16384, train_extremely_large_corpus=False,
+      minloglevel=2)
+  with tempfile.NamedTemporaryFile(dir=out_path.parent, delete=False) as f:
+    f.write(model.getvalue())
+  os.replace(f.name, out_path)
+  logging.info("trained a %d-token %s tokenizer -> %s", vocab_size, model_type, out_path)
+  return Tokenizer(out_path)
+
+
+def copy_tokenizer(tok: Tokenizer, dest: str | os.PathLike) -> Tokenizer:
+  dest = Path(dest)
+  if dest.resolve() != tok.path.resolve():
+    shutil.copyfile(tok.path, dest)
+  return Tokenizer(dest)

@@ -1,0 +1,295 @@
+"""The training loop of one run (a pretrain or an adapt stage).
+
+The host never waits for the device inside the loop: step t's metrics are read after step t+1 is
+dispatched. Evaluation and checkpoints happen on token intervals; SIGTERM/SIGINT finish the current step,
+save, and exit with code 75 so a launcher knows to relaunch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cpt_jax import build, checkpoint as ckpt_lib, config as config_lib, metrics as metrics_lib
+from cpt_jax import model as model_lib, optim, sharding, step as step_lib
+from cpt_jax.data import pipeline, sources
+
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again" — launch_tpu.sh relaunches on it
+
+
+class TrainingDiverged(RuntimeError):
+  """Loss or gradient became NaN/Inf; the message names the step and the metric."""
+
+
+class Preempted(Exception):
+  """SIGTERM/SIGINT arrived; a checkpoint of the last finished step was committed."""
+
+
+class _StopFlag:
+
+  def __init__(self):
+    self.signal = None
+    self._previous = {}
+
+  def install(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread (e.g. a notebook worker): no preemption handling
+        pass
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal = signum
+    logging.warning("received %s: finishing the current step, then checkpointing", signal.Signals(signum).name)
+
+  def restore(self):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def run(cfg, workdir: str) -> dict[str, Any]:
+  """Trains one stage to its token budget (resuming if `workdir` has checkpoints); returns the summary."""
+  t_start = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  _check_writable(workdir)
+  config_lib.validate(cfg, jax.device_count())
+  mesh = sharding.make_mesh(cfg.mesh)
+  data_dir = sources.data_dir_of(cfg.data)
+  tokenizer = build.resolve_tokenizer(cfg, workdir, data_dir)
+  model_cfg = build.model_config(cfg, tokenizer)
+  build.save_run_config(cfg, workdir)
+  bundle, params = build.build_model(model_cfg, mesh, cfg.seed)
+  tokens_per_step = build.tokens_per_step(cfg)
+  total_tokens = build.token_budget(cfg, bundle.num_params)
+  total_steps = max(1, math.ceil(total_tokens / tokens_per_step))
+  optimizer = optim.make_optimizer(cfg.opt, tokens_per_step, total_steps)
+  schedule = optim.lr_schedule(cfg.opt, tokens_per_step, total_steps)
+  b1, b2 = optim.resolve_betas(cfg.opt, tokens_per_step)
+  logging.info("model: %s, %d parameters (%d non-embedding); %d steps of %d tokens; β1=%.6f β2=%.6f (β2 half-life "
+               "%.3g tokens)", model_cfg, bundle.num_params, model_lib.non_embedding_params(model_cfg), total_steps,
+               tokens_per_step, b1, b2, optim.halflife_from_beta(tokens_per_step, b2))
+
+  abstract_state, state_shardings = build.state_shardings(bundle, optimizer, mesh)
+  state = jax.jit(lambda p: step_lib.init_state(p, optimizer), out_shardings=state_shardings)(params)
+  del params
+  spec = build.make_step_spec(cfg, mesh)
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), cfg.train.keep_checkpoints,
+                                       keep_steps=build.stage_steps(cfg, bundle.num_params) if cfg.stage == "pretrain" else ())
+  writer = metrics_lib.MetricWriter(workdir)
+  loader = build.make_loader(cfg, tokenizer, mesh, data_dir, spec, build.replay_source(cfg, data_dir))
+
+  step = 0
+  teacher = None
+  if checkpointer.latest_step() is not None:
+    step, state, data_states, _ = checkpointer.restore(abstract_state_with(abstract_state, state_shardings))
+    loader.set_state(_local_data_state(data_states))
+    writer.truncate_after(step)
+    logging.info("resumed from step %d of %s", step, workdir)
+  elif cfg.stage == "adapt":
+    start = ckpt_lib.Checkpointer(os.path.join(cfg.init_from, "checkpoints"), keep=1_000_000)
+    start_step, params, _, _ = start.restore(abstract_state_with(abstract_state["params"], state_shardings["params"]),
+                                             step=None if cfg.init_step < 0 else cfg.init_step, weights_only=True)
+    start.close()
+    state = jax.jit(lambda p: step_lib.init_state(p, optimizer), out_shardings=state_shardings)(params)
+    logging.info("adapt: weights from step %d of %s; fresh optimizer, step 0", start_step, cfg.init_from)
+  if cfg.stage == "adapt" and spec.replay_rows_per_shard and cfg.replay.loss == "kl":
+    teacher = _teacher_params(cfg, abstract_state, state_shardings)
+
+  train_step = step_lib.make_train_step(bundle.graphdef, optimizer, spec, schedule, state_shardings)
+  eval_step = step_lib.make_eval_step(bundle.graphdef)
+  evals = build.eval_sets(cfg, tokenizer, data_dir)
+  entropy = {f"eval/{k}/unigram_entropy": pipeline.unigram_entropy(v["targets"], v["loss_mask"], tokenizer.vocab_size)
+             for k, v in evals.items()}
+  flops_per_token = model_lib.flops_per_token(model_cfg, cfg.model.max_len)
+  peak, peak_source = metrics_lib.peak_flops()
+  rng = jax.random.key(cfg.seed + 1)
+  before = _read_before(workdir)
+
+  def evaluate(at_step: int) -> dict[str, float]:
+    out = dict(entropy)
+    for name, rows in evals.items():
+      batch = sharding.global_batch(_pad_rows(rows, spec.batch_shards), mesh)
+      nll, count = jax.device_get(eval_step(state["params"], batch))
+      out[f"eval/{name}/loss"] = float(nll / max(count, 1.0))
+    if cfg.stage == "adapt":
+      if not before:
+        before.update({k: v for k, v in out.items() if k.endswith("/loss")})
+        _write_before(workdir, before)
+      if "eval/base/loss" in before and "eval/base/loss" in out:
+        out["eval/base/forgetting"] = out["eval/base/loss"] - before["eval/base/loss"]
+    writer.write(at_step, at_step * tokens_per_step, out)
+    return out
+
+  stop = _StopFlag()
+  stop.install()
+  ckpt_every = max(1, round(cfg.train.checkpoint_every_tokens / tokens_per_step))
+  eval_every = max(1, round(cfg.train.eval_every_tokens / tokens_per_step))
+  keep_steps = set(checkpointer.keep_steps)
+  last_eval = evaluate(step) if step == 0 else {}
+  pending = None  # (step, device metrics) of the last dispatched step
+  skips = 0
+  progress = _Progress(total_steps, step, tokens_per_step, enabled=cfg.train.progress and writer.active)
+  t_window, steps_window = time.perf_counter(), 0
+  meta = {"num_params": bundle.num_params, "tokens_per_step": tokens_per_step}
+
+  def save(at_step: int, force: bool = False):
+    checkpointer.save(at_step, state, loader.state, meta, force=force)
+
+  def drain(pending):
+    nonlocal skips
+    if pending is None:
+      return
+    p_step, p_metrics = pending
+    m = metrics_lib.to_python(jax.device_get(p_metrics))
+    if m.pop("nonfinite"):
+      bad = [k for k in ("loss", "grad_norm") if not math.isfinite(m.get(k, 0.0))] or ["loss"]
+      if skips >= cfg.train.max_nonfinite_skips:
+        raise TrainingDiverged(
+            f"non-finite {' and '.join(bad)} at step {p_step} ({m}). The step was not applied; the last "
+            f"committed checkpoint in {checkpointer.directory} is intact. Lower opt.lr, raise opt.warmup_tokens, or "
+            "set train.max_nonfinite_skips to skip such batches.")
+      skips += 1
+      logging.warning("skipped a non-finite batch at step %d (%d/%d)", p_step, skips, cfg.train.max_nonfinite_skips)
+    writer.write(p_step, p_step * tokens_per_step, {f"train/{k}": v for k, v in m.items()})
+    progress.update(p_step, m.get("loss", float("nan")))
+
+  start_step = step
+  try:
+    while step < total_steps:
+      batch = sharding.global_batch(next(loader), mesh)
+      state, step_metrics = train_step(state, batch, teacher, rng)
+      step += 1
+      drain(pending)
+      pending = (step, step_metrics)
+      steps_window += 1
+      if steps_window == 1 and step == start_step + 1:  # keep compilation out of the throughput window
+        jax.block_until_ready(state["step"])
+        t_window, steps_window = time.perf_counter(), 0
+      if step % cfg.train.log_every_steps == 0 or step == total_steps:
+        drain(pending)
+        pending = None
+        jax.block_until_ready(state["step"])
+        dt = time.perf_counter() - t_window
+        tps = steps_window * tokens_per_step / dt
+        writer.write(step, step * tokens_per_step, {"train/tokens_per_sec": tps,
+                                                    "train/mfu": tps * flops_per_token / peak})
+        t_window, steps_window = time.perf_counter(), 0
+      if step % eval_every == 0 or step == total_steps:
+        drain(pending)
+        pending = None
+        last_eval = evaluate(step)
+      if step % ckpt_every == 0 or step in keep_steps or step == total_steps:
+        drain(pending)
+        pending = None
+        save(step, force=step in keep_steps or step == total_steps)
+      if stop.signal is not None:
+        drain(pending)
+        save(step, force=True)
+        checkpointer.wait()
+        raise Preempted(f"stopped by signal at step {step}; checkpoint committed in {checkpointer.directory}")
+    drain(pending)
+  finally:
+    stop.restore()
+    progress.close()
+    checkpointer.close()
+    writer.close()
+
+  summary = {
+      "stage": cfg.stage, "steps": step, "tokens": step * tokens_per_step, "params": bundle.num_params,
+      "non_embedding_params": model_lib.non_embedding_params(model_cfg),
+      "ptpp": (step * tokens_per_step / bundle.num_params) if cfg.stage == "pretrain" else None,
+      "atpp": (step * tokens_per_step / bundle.num_params) if cfg.stage == "adapt" else None,
+      "replay_ratio": cfg.replay.ratio, "replay_kind": cfg.replay.kind, "replay_loss": cfg.replay.loss,
+      "replay_coeff": cfg.replay.coeff, "wall_seconds": time.time() - t_start, "peak_flops": peak,
+      "peak_source": peak_source, "flops_per_token": flops_per_token, "before": before,
+      "final": last_eval, "config": json.loads(cfg.to_json_best_effort()),
+  }
+  if writer.active:
+    Path(workdir, "summary.json").write_text(json.dumps(summary, indent=2))
+  return summary
+
+
+def abstract_state_with(abstract, shardings):
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+
+
+def _teacher_params(cfg, abstract_state, state_shardings):
+  """The frozen start weights, read once from init_from (never saved with this run's checkpoints)."""
+  start = ckpt_lib.Checkpointer(os.path.join(cfg.init_from, "checkpoints"), keep=1_000_000)
+  _, params, _, _ = start.restore(abstract_state_with(abstract_state["params"], state_shardings["params"]),
+                                  step=None if cfg.init_step < 0 else cfg.init_step, weights_only=True)
+  start.close()
+  return build.cast_params(params, cfg.replay.teacher_dtype)
+
+
+def _local_data_state(data_states: dict[str, Any]) -> dict[str, Any]:
+  key = f"process_{jax.process_index()}"
+  if len(data_states) != jax.process_count() or key not in data_states:
+    raise ckpt_lib.CheckpointError(
+        f"the checkpoint holds data-iterator states of {len(data_states)} processes, this run has "
+        f"{jax.process_count()}: each process reads its own shard, so the data order cannot carry over. "
+        "Resume with the same process count, or start a new --workdir from these weights (stage=adapt).")
+  return data_states[key]
+
+
+def _pad_rows(rows: dict[str, np.ndarray], shards: int) -> dict[str, np.ndarray]:
+  """Eval rows padded (with loss_mask 0) to a multiple of the batch shards, this process's share."""
+  n = len(rows["inputs"])
+  total = -(-n // shards) * shards
+  out = {k: np.concatenate([v, np.zeros((total - n,) + v.shape[1:], v.dtype)]) if total > n else v
+         for k, v in rows.items()}
+  per_proc = total // jax.process_count()
+  return {k: v[jax.process_index() * per_proc:(jax.process_index() + 1) * per_proc] for k, v in out.items()}
+
+
+def _read_before(workdir: str) -> dict[str, float]:
+  path = Path(workdir, "before.json")
+  return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_before(workdir: str, before: dict[str, float]) -> None:
+  if jax.process_index() == 0:
+    Path(workdir, "before.json").write_text(json.dumps(before, indent=2))
+
+
+def _check_writable(workdir: str) -> None:
+  probe = Path(workdir, ".write_probe")
+  try:
+    probe.write_text("ok")
+    probe.unlink()
+  except OSError as e:
+    raise config_lib.ConfigError(f"workdir {workdir} is not writable ({e.strerror}); choose another --workdir "
+                                 "or free space") from None
+
+
+class _Progress:
+
+  def __init__(self, total: int, start: int, tokens_per_step: int, enabled: bool):
+    self._bar = None
+    if enabled:
+      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+      self._bar = tqdm(total=total * tokens_per_step, initial=start * tokens_per_step, unit="tok", unit_scale=True,
+                       dynamic_ncols=True, mininterval=2.0, file=sys.stderr, disable=None)
+    self._tps, self._last = tokens_per_step, start
+
+  def update(self, step: int, loss: float):
+    if self._bar is not None:
+      self._bar.update((step - self._last) * self._tps)
+      self._bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+    self._last = step
+
+  def close(self):
+    if self._bar is not None:
+      self._bar.close()

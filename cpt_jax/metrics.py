@@ -1,0 +1,113 @@
+"""Metric writers (JSONL + TensorBoard), throughput and MFU.
+
+`WORKDIR/metrics.jsonl` is the contract other tools read: one JSON object per line with `step`,
+`tokens` and slash-named metrics (`train/loss`, `eval/base/loss`, …).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Dense bf16 peak FLOP/s per chip, from vendor data sheets.
+DEVICE_PEAK_FLOPS = {
+    "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v6 lite": 918e12,
+    "TPU v6e": 918e12, "H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12,
+}
+
+
+def device_peak_flops(device: jax.Device | None = None) -> float | None:
+  """Per-device peak from the table, None on CPU (measure it instead) or an unknown accelerator."""
+  device = device or jax.devices()[0]
+  kind = getattr(device, "device_kind", "")
+  for name, peak in DEVICE_PEAK_FLOPS.items():
+    if name.lower() in kind.lower():
+      return peak
+  return None
+
+
+def measure_matmul_peak(n: int = 1024, repeats: int = 5, dtype=jnp.float32) -> float:
+  """FLOP/s of a jitted n×n matmul on one device, median of `repeats`: the CPU's practical peak."""
+  x = jnp.ones((n, n), dtype)
+  f = jax.jit(lambda a: a @ a)
+  f(x).block_until_ready()
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    f(x).block_until_ready()
+    times.append(time.perf_counter() - t)
+  return 2 * n ** 3 / float(np.median(times))
+
+
+def peak_flops(dtype=jnp.float32) -> tuple[float, str]:
+  """Peak of all devices together, and where the number came from."""
+  per_device = device_peak_flops()
+  if per_device is not None:
+    return per_device * jax.device_count(), f"table:{jax.devices()[0].device_kind}"
+  # fake CPU devices share the same cores: the host's peak is the whole machine's, counted once
+  return measure_matmul_peak(dtype=dtype), "measured-matmul"
+
+
+def to_python(tree: Mapping[str, Any]) -> dict[str, Any]:
+  out = {}
+  for k, v in tree.items():
+    v = np.asarray(v)
+    out[k] = v.item() if v.ndim == 0 else v.tolist()
+  return out
+
+
+class MetricWriter:
+  """Writes on process 0 only; `truncate_after(step)` drops lines a resumed run will write again."""
+
+  def __init__(self, workdir: str, tensorboard: bool = True):
+    self.active = jax.process_index() == 0
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self._tb = None
+    if self.active and tensorboard:
+      try:
+        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      except Exception as e:  # pylint: disable=broad-except  # TensorBoard is a nicety
+        logging.warning("TensorBoard disabled: %s", e)
+    self._fh = open(self.path, "a", encoding="utf-8") if self.active else None
+
+  def truncate_after(self, step: int) -> None:
+    if not self.active or not os.path.exists(self.path):
+      return
+    self._fh.close()
+    with open(self.path, encoding="utf-8") as f:
+      keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    tmp = self.path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.writelines(keep)
+    os.replace(tmp, self.path)
+    self._fh = open(self.path, "a", encoding="utf-8")
+
+  def write(self, step: int, tokens: int, metrics: Mapping[str, Any]) -> None:
+    if not self.active:
+      return
+    row = {"step": int(step), "tokens": int(tokens), **metrics}
+    self._fh.write(json.dumps(row) + "\n")
+    self._fh.flush()
+    if self._tb is not None:
+      for k, v in metrics.items():
+        if isinstance(v, (int, float)):
+          self._tb.add_scalar(k, v, step)
+
+  def close(self) -> None:
+    if self._fh:
+      self._fh.close()
+    if self._tb is not None:
+      self._tb.close()
+
+
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]

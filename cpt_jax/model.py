@@ -1,0 +1,240 @@
+"""GPT-2-style decoder in Flax NNX, with a KV cache for sampling.
+
+Parameters carry *logical* axis names (`logical_axes` metadata: "vocab", "embed", "heads", "head_dim",
+"mlp"); `sharding.py` maps them to mesh axes, so the model never names a mesh axis. Parameters are f32,
+matmuls run in `compute_dtype` (bf16 on accelerators), and LayerNorm, softmax and logits are f32.
+
+Shape suffixes: B batch, L sequence, S cached key length, D model width, N heads, H head dim, F MLP
+width, V vocab.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  vocab_size: int
+  max_len: int = 256
+  num_layers: int = 4
+  d_model: int = 256
+  num_heads: int = 4
+  mlp_ratio: int = 4
+  tie_embeddings: bool = True
+  dropout: float = 0.0
+  compute_dtype: str = "float32"
+  remat: bool = False
+
+  @property
+  def head_dim(self) -> int:
+    return self.d_model // self.num_heads
+
+  @property
+  def mlp_dim(self) -> int:
+    return self.mlp_ratio * self.d_model
+
+  @property
+  def dtype(self):
+    return jnp.dtype(self.compute_dtype)
+
+  @classmethod
+  def from_config(cls, model_cfg, vocab_size: int) -> "ModelConfig":
+    fields = {f.name for f in dataclasses.fields(cls)} - {"vocab_size"}
+    return cls(vocab_size=vocab_size, **{k: model_cfg[k] for k in fields})
+
+
+def _param(rngs: nnx.Rngs, shape, axes, std: float) -> nnx.Param:
+  return nnx.Param(std * jax.random.normal(rngs.params(), shape, jnp.float32), logical_axes=axes)
+
+
+def _zeros(shape, axes) -> nnx.Param:
+  return nnx.Param(jnp.zeros(shape, jnp.float32), logical_axes=axes)
+
+
+class LayerNorm(nnx.Module):
+  """LayerNorm computed in f32 whatever the compute dtype (stability), cast back after."""
+
+  def __init__(self, d: int):
+    self.scale = nnx.Param(jnp.ones((d,), jnp.float32), logical_axes=("embed",))
+    self.bias = _zeros((d,), ("embed",))
+
+  def __call__(self, x_BxLxD):
+    x = x_BxLxD.astype(jnp.float32)
+    mean = x.mean(-1, keepdims=True)
+    var = jnp.square(x - mean).mean(-1, keepdims=True)
+    y = (x - mean) * jax.lax.rsqrt(var + 1e-5) * self.scale[...] + self.bias[...]
+    return y.astype(x_BxLxD.dtype)
+
+
+class KVCache(NamedTuple):
+  """Preallocated keys/values of every layer: k, v are [layers, B, S, N, H].
+
+  The first `length` slots are filled; `valid_BxS` marks which of them are real tokens, so left-padded
+  prompts of different lengths decode together in one batch.
+  """
+
+  k: jax.Array
+  v: jax.Array
+  length: jax.Array  # int32 scalar
+  valid_BxS: jax.Array
+
+  @classmethod
+  def zeros(cls, cfg: ModelConfig, batch: int, max_len: int | None = None) -> "KVCache":
+    max_len = max_len or cfg.max_len
+    shape = (cfg.num_layers, batch, max_len, cfg.num_heads, cfg.head_dim)
+    return cls(jnp.zeros(shape, cfg.dtype), jnp.zeros(shape, cfg.dtype), jnp.zeros((), jnp.int32),
+               jnp.zeros((batch, max_len), bool))
+
+
+class Attention(nnx.Module):
+
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    d, n, h = cfg.d_model, cfg.num_heads, cfg.head_dim
+    out_std = 0.02 / math.sqrt(2 * cfg.num_layers)
+    self.w_qkv = _param(rngs, (3, d, n, h), (None, "embed", "heads", "head_dim"), 0.02)
+    self.b_qkv = _zeros((3, n, h), (None, "heads", "head_dim"))
+    self.w_out = _param(rngs, (n, h, d), ("heads", "head_dim", "embed"), out_std)
+    self.b_out = _zeros((d,), ("embed",))
+    self.cfg = cfg
+
+  def __call__(self, x_BxLxD, mask, cache_kv=None, cache_index=None):
+    dt = self.cfg.dtype
+    qkv_3xBxLxNxH = jnp.einsum("bld,tdnh->tblnh", x_BxLxD, self.w_qkv[...].astype(dt))
+    qkv_3xBxLxNxH += self.b_qkv[...].astype(dt)[:, None, None]
+    q_BxLxNxH, k_BxLxNxH, v_BxLxNxH = qkv_3xBxLxNxH
+    new_kv = None
+    if cache_kv is not None:  # decode: write this chunk's keys/values into the cache, attend over it
+      k_cache, v_cache = cache_kv
+      k_BxLxNxH = jax.lax.dynamic_update_slice_in_dim(k_cache, k_BxLxNxH.astype(k_cache.dtype), cache_index, 1)
+      v_BxLxNxH = jax.lax.dynamic_update_slice_in_dim(v_cache, v_BxLxNxH.astype(v_cache.dtype), cache_index, 1)
+      new_kv = (k_BxLxNxH, v_BxLxNxH)
+    if mask is None:
+      out_BxLxNxH = jax.nn.dot_product_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, is_causal=True)
+    else:
+      out_BxLxNxH = jax.nn.dot_product_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, mask=mask)
+    y_BxLxD = jnp.einsum("blnh,nhd->bld", out_BxLxNxH, self.w_out[...].astype(dt))
+    return y_BxLxD + self.b_out[...].astype(dt), new_kv
+
+
+class Mlp(nnx.Module):
+
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    d, f = cfg.d_model, cfg.mlp_dim
+    self.w_in = _param(rngs, (d, f), ("embed", "mlp"), 0.02)
+    self.b_in = _zeros((f,), ("mlp",))
+    self.w_out = _param(rngs, (f, d), ("mlp", "embed"), 0.02 / math.sqrt(2 * cfg.num_layers))
+    self.b_out = _zeros((d,), ("embed",))
+    self.dtype = cfg.dtype
+
+  def __call__(self, x_BxLxD):
+    h_BxLxF = x_BxLxD @ self.w_in[...].astype(self.dtype) + self.b_in[...].astype(self.dtype)
+    h_BxLxF = jax.nn.gelu(h_BxLxF)
+    return h_BxLxF @ self.w_out[...].astype(self.dtype) + self.b_out[...].astype(self.dtype)
+
+
+class Block(nnx.Module):
+
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    self.ln_attn = LayerNorm(cfg.d_model)
+    self.attn = Attention(cfg, rngs)
+    self.ln_mlp = LayerNorm(cfg.d_model)
+    self.mlp = Mlp(cfg, rngs)
+    self.dropout = nnx.Dropout(cfg.dropout)
+
+  def __call__(self, x_BxLxD, mask, rngs=None, cache_kv=None, cache_index=None):
+    deterministic = rngs is None
+    a_BxLxD, new_kv = self.attn(self.ln_attn(x_BxLxD), mask, cache_kv, cache_index)
+    x_BxLxD = x_BxLxD + self.dropout(a_BxLxD, deterministic=deterministic, rngs=rngs)
+    m_BxLxD = self.mlp(self.ln_mlp(x_BxLxD))
+    x_BxLxD = x_BxLxD + self.dropout(m_BxLxD, deterministic=deterministic, rngs=rngs)
+    return x_BxLxD, new_kv
+
+
+class GPT(nnx.Module):
+  """Decoder-only transformer: learned positions, pre-LN blocks, GELU MLP, (un)tied LM head."""
+
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    self.cfg = cfg
+    self.wte = _param(rngs, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"), 0.02)
+    self.wpe = _param(rngs, (cfg.max_len, cfg.d_model), (None, "embed"), 0.01)
+    self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.num_layers)])
+    self.ln_f = LayerNorm(cfg.d_model)
+    if not cfg.tie_embeddings:
+      self.w_head = _param(rngs, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"), 0.02)
+
+  def hidden(self, tokens_BxL, positions_BxL=None, segment_ids_BxL=None, rngs=None, cache: KVCache | None = None,
+             valid_BxL=None):
+    """Final hidden states [B, L, D] (f32) and the updated cache (None without one).
+
+    With a cache, `valid_BxL` marks real (non-pad) tokens of this chunk; pads are never attended to.
+    """
+    cfg = self.cfg
+    if positions_BxL is None:
+      start = 0 if cache is None else cache.length
+      positions_BxL = start + jnp.arange(tokens_BxL.shape[1], dtype=jnp.int32)[None, :]
+    x_BxLxD = (self.wte[...][tokens_BxL] + self.wpe[...][positions_BxL]).astype(cfg.dtype)
+    if cache is not None:
+      if valid_BxL is None:
+        valid_BxL = jnp.ones(tokens_BxL.shape, bool)
+      valid_BxS = jax.lax.dynamic_update_slice_in_dim(cache.valid_BxS, valid_BxL, cache.length, 1)
+      cache = cache._replace(valid_BxS=valid_BxS)
+    mask = _attention_mask(tokens_BxL.shape[1], segment_ids_BxL, cache)
+    block_fn = (lambda blk, *a: blk(*a)) if not cfg.remat else nnx.remat(lambda blk, *a: blk(*a))
+    new_k, new_v = [], []
+    for i, block in enumerate(self.blocks):
+      cache_kv = None if cache is None else (cache.k[i], cache.v[i])
+      x_BxLxD, kv = block_fn(block, x_BxLxD, mask, rngs, cache_kv, None if cache is None else cache.length)
+      if kv is not None:
+        new_k.append(kv[0])
+        new_v.append(kv[1])
+    h_BxLxD = self.ln_f(x_BxLxD).astype(jnp.float32)
+    if cache is None:
+      return h_BxLxD, None
+    return h_BxLxD, KVCache(jnp.stack(new_k), jnp.stack(new_v), cache.length + tokens_BxL.shape[1], cache.valid_BxS)
+
+  def logits(self, h_BxLxD):
+    """LM head in f32: logits feed the softmax/KL, where bf16 rounding would bias the loss."""
+    w_DxV = self.wte[...].T if self.cfg.tie_embeddings else self.w_head[...]
+    return h_BxLxD.astype(jnp.float32) @ w_DxV.astype(jnp.float32)
+
+  def __call__(self, tokens_BxL, positions_BxL=None, segment_ids_BxL=None, rngs=None, cache=None, valid_BxL=None):
+    h_BxLxD, cache = self.hidden(tokens_BxL, positions_BxL, segment_ids_BxL, rngs, cache, valid_BxL)
+    logits_BxLxV = self.logits(h_BxLxD)
+    return logits_BxLxV if cache is None else (logits_BxLxV, cache)
+
+
+def _attention_mask(length: int, segment_ids_BxL, cache: KVCache | None):
+  """None means plain causal attention (the fused path); otherwise a boolean [B, 1, L, S] mask."""
+  if cache is not None:  # queries at slot cache.length + i see valid keys in slots 0 .. cache.length + i
+    max_len = cache.k.shape[2]
+    q_slot = cache.length + jnp.arange(length)
+    causal_LxS = jnp.arange(max_len)[None, :] <= q_slot[:, None]
+    return (causal_LxS[None] & cache.valid_BxS[:, None, :])[:, None]
+  if segment_ids_BxL is None:
+    return None
+  causal_LxL = jnp.tril(jnp.ones((length, length), bool))
+  same_BxLxL = segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :]
+  return (causal_LxL[None] & same_BxLxL)[:, None]
+
+
+def count_params(params: Any) -> int:
+  return int(sum(x.size for x in jax.tree.leaves(params)))
+
+
+def non_embedding_params(cfg: ModelConfig) -> int:
+  """Parameters outside the token/position embeddings (the N of scaling laws)."""
+  d, f, n, h, layers = cfg.d_model, cfg.mlp_dim, cfg.num_heads, cfg.head_dim, cfg.num_layers
+  per_block = (3 * d * n * h + 3 * n * h) + (n * h * d + d) + (d * f + f + f * d + d) + 4 * d
+  return layers * per_block + 2 * d
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+  """6·(non-embedding params + V·D of the output projection) + 12·L·T·D (attention, causal not discounted)."""
+  return 6.0 * (non_embedding_params(cfg) + cfg.vocab_size * cfg.d_model) + 12.0 * cfg.num_layers * seq_len * cfg.d_model

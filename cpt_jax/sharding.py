@@ -1,0 +1,124 @@
+"""Device mesh, logical-axis rules and process-local → global arrays: every sharding decision lives here.
+
+The model names logical axes ("vocab", "embed", "heads", "mlp", …); RULES map them to the mesh axes
+("data", "fsdp", "tensor"). Batches are split over ("data", "fsdp"): FSDP shards parameters *and* the
+batch, as in MaxText.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Mapping, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+MESH_AXES = ("data", "fsdp", "tensor")
+BATCH_AXES = ("data", "fsdp")
+
+# logical axis -> mesh axis (or None: replicated). Order matters only for readability.
+DEFAULT_RULES: tuple[tuple[str, str | None], ...] = (
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("mlp", "tensor"),
+    ("head_dim", None),
+)
+
+
+class MeshError(ValueError):
+  """The configured mesh cannot be built on the available devices."""
+
+
+def resolve_mesh_shape(shape: Mapping[str, int], num_devices: int) -> tuple[int, ...]:
+  """Fills in the one -1 axis so that the product equals the device count, or says why it cannot."""
+  sizes = [int(shape[a]) for a in MESH_AXES]
+  desc = ", ".join(f"mesh.{a}={s}" for a, s in zip(MESH_AXES, sizes))
+  if sizes.count(-1) > 1:
+    raise MeshError(f"only one mesh axis may be -1, got {desc}")
+  if any(s == 0 or s < -1 for s in sizes):
+    raise MeshError(f"mesh axis sizes must be positive or -1, got {desc}")
+  known = math.prod(s for s in sizes if s != -1)
+  if -1 in sizes:
+    if num_devices % known:
+      raise MeshError(f"{desc}: the fixed axes ({known}) do not divide the {num_devices} devices")
+    sizes[sizes.index(-1)] = num_devices // known
+  if math.prod(sizes) != num_devices:
+    raise MeshError(
+        f"{desc} needs {math.prod(sizes)} devices but {num_devices} are available; "
+        "set one axis to -1 to use all devices")
+  return tuple(sizes)
+
+
+def make_mesh(shape: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
+  devices = list(jax.devices() if devices is None else devices)
+  sizes = resolve_mesh_shape(shape, len(devices))
+  # jax.sharding.Mesh defaults to Auto axes (GSPMD propagation); jax.make_mesh would make them Explicit.
+  try:
+    device_grid = jax.experimental.mesh_utils.create_device_mesh(sizes, devices)
+  except Exception:  # pylint: disable=broad-except  # fake CPU devices or odd topologies
+    device_grid = np.array(devices).reshape(sizes)
+  return Mesh(device_grid, MESH_AXES)
+
+
+def logical_to_spec(logical_axes: Sequence[str | None], shape: Sequence[int], mesh: Mesh,
+                    rules: Sequence[tuple[str, str | None]] = DEFAULT_RULES) -> P:
+  """PartitionSpec for one array; a dim that the mesh axis does not divide stays replicated."""
+  rule_map = dict(rules)
+  spec, used = [], set()
+  for name, dim in zip(logical_axes, shape):
+    axis = rule_map.get(name) if name is not None else None
+    if axis is None or axis in used or mesh.shape[axis] == 1 or dim % mesh.shape[axis]:
+      spec.append(None)
+      continue
+    used.add(axis)
+    spec.append(axis)
+  return P(*spec)
+
+
+def param_shardings(logical_axes_tree: Any, abstract_params: Any, mesh: Mesh,
+                    rules: Sequence[tuple[str, str | None]] = DEFAULT_RULES) -> Any:
+  return jax.tree.map(
+      lambda axes, x: NamedSharding(mesh, logical_to_spec(axes, x.shape, mesh, rules)),
+      logical_axes_tree, abstract_params, is_leaf=lambda t: isinstance(t, tuple))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_shards(mesh: Mesh) -> int:
+  return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """Assembles each process's rows into one global array sharded over the batch axes."""
+  sharding = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
+
+
+def maybe_initialize_distributed(coordinator: str = "", num_processes: int = 0, process_id: int = -1) -> None:
+  """Joins a multi-process run: explicit flags, else the environment (TPU pods find peers by themselves)."""
+  if jax.distributed.is_initialized():
+    return
+  if coordinator:
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                               process_id=process_id)
+  elif _on_multihost_tpu():
+    jax.distributed.initialize()
+  else:
+    return
+  logging.info("process %d of %d, %d local / %d global devices", jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def _on_multihost_tpu() -> bool:
+  import os  # pylint: disable=g-import-not-at-top
+  hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+  return len([h for h in hosts.split(",") if h]) > 1
