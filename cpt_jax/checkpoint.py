@@ -124,9 +124,9 @@ class Checkpointer:
     saved = meta[item] if meta is not None and item in meta else None
     if saved is None:
       raise FileNotFoundError(f"step {step} has no readable {item!r} metadata")
-    saved_shapes = {jax.tree_util.keystr(p): tuple(getattr(v, "shape", ()))
+    saved_shapes = {_path_str(p): tuple(getattr(v, "shape", ()))
                     for p, v in jax.tree_util.tree_leaves_with_path(saved)}
-    want_shapes = {jax.tree_util.keystr(p): tuple(v.shape)
+    want_shapes = {_path_str(p): tuple(v.shape)
                    for p, v in jax.tree_util.tree_leaves_with_path(abstract_state)}
     diffs = [f"{k}: missing in checkpoint" for k in want_shapes.keys() - saved_shapes.keys()]
     diffs += [f"{k}: in checkpoint but not in model" for k in saved_shapes.keys() - want_shapes.keys()]
@@ -137,3 +137,8 @@ class Checkpointer:
           f"checkpoint step {step} in {self.directory} does not match the model "
           f"({len(diffs)} differences, e.g. {'; '.join(sorted(diffs)[:5])}). Is it from another model size "
           "or config? Use the config it was saved with, or another --workdir.")
+
+
+def _path_str(path) -> str:
+  """'blocks/0/attn/w_qkv': checkpoints store dict keys as strings (layer 0 comes back as '0')."""
+  return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)

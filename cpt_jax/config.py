@@ -93,6 +93,7 @@ def default_config() -> ml_collections.ConfigDict:
       "checkpoint_every_tokens": 1_000_000, "keep_checkpoints": 2,
       "max_nonfinite_skips": 0,  # 0: stop on the first NaN/Inf; k: skip up to k such batches
       "progress": True,
+      "stop_at_step": 0,  # >0: end this invocation at that step with a checkpoint (rerun continues)
   })
   return c
 
@@ -150,7 +151,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
   _validate_replay(c, mesh_shape)
   for f in ("eval_every_tokens", "eval_rows", "log_every_steps", "checkpoint_every_tokens", "keep_checkpoints"):
     _positive(c, f"train.{f}")
-  for f in ("total_tokens", "ptpp", "atpp", "babi_eval_examples", "max_nonfinite_skips"):
+  for f in ("total_tokens", "ptpp", "atpp", "babi_eval_examples", "max_nonfinite_skips", "stop_at_step"):
     if c.train[f] < 0:
       raise _err(f"train.{f}", c.train[f], "must be ≥ 0")
   if c.stage == "pretrain" and c.train.atpp:

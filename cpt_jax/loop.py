@@ -194,11 +194,13 @@ def run(cfg, workdir: str) -> dict[str, Any]:
         drain(pending)
         pending = None
         save(step, force=step in keep_steps or step == total_steps)
-      if stop.signal is not None:
+      stop_here = cfg.train.stop_at_step and step == cfg.train.stop_at_step and step < total_steps
+      if stop.signal is not None or stop_here:
         drain(pending)
         save(step, force=True)
         checkpointer.wait()
-        raise Preempted(f"stopped by signal at step {step}; checkpoint committed in {checkpointer.directory}")
+        why = "by signal" if stop.signal is not None else "at train.stop_at_step"
+        raise Preempted(f"stopped {why} at step {step}; checkpoint committed in {checkpointer.directory}")
     drain(pending)
   finally:
     stop.restore()

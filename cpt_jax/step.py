@@ -88,7 +88,7 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation, spec: Ste
   def train_step(state, batch: Batch, teacher_params, rng):
     rng = jax.random.fold_in(rng, state["step"])
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, teacher_params, rng)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)

@@ -69,16 +69,25 @@ def train_tokenizer(texts: Iterable[str], out_path: str | os.PathLike, vocab_siz
         return
 
   model = io.BytesIO()
-  spm.SentencePieceTrainer.train(
-      sentence_iterator=lines(), model_writer=model, vocab_size=vocab_size, model_type=model_type,
-      pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, byte_fallback=True, character_coverage=0.9995,
-      num_threads=os.cpu_count() or 1, max_sentence_length=16384, train_extremely_large_corpus=False,
-      minloglevel=2)
+  try:
+    _train(lines(), model, vocab_size, model_type)
+  except RuntimeError as e:
+    raise DataError(f"training a {vocab_size}-token tokenizer failed: {str(e).splitlines()[-1][:300]}. With byte "
+                    "fallback the vocabulary needs 256 byte pieces plus the corpus's characters: raise "
+                    "data.vocab_size (≥ 512 is safe)") from None
   with tempfile.NamedTemporaryFile(dir=out_path.parent, delete=False) as f:
     f.write(model.getvalue())
   os.replace(f.name, out_path)
   logging.info("trained a %d-token %s tokenizer -> %s", vocab_size, model_type, out_path)
   return Tokenizer(out_path)
+
+
+def _train(lines, model, vocab_size, model_type):
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=lines, model_writer=model, vocab_size=vocab_size, model_type=model_type,
+      pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, byte_fallback=True, character_coverage=0.9995,
+      num_threads=os.cpu_count() or 1, max_sentence_length=16384, train_extremely_large_corpus=False,
+      minloglevel=2)
 
 
 def copy_tokenizer(tok: Tokenizer, dest: str | os.PathLike) -> Tokenizer:

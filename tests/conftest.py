@@ -1,0 +1,65 @@
+"""Shared fixtures: a small synthetic-English corpus on disk and a tiny model config, made once per session."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+_SUBJECTS = "the old king|a young girl|my brother|the farmer|her mother|the small dog|a tired soldier".split("|")
+_VERBS = "saw|loved|followed|found|called|helped|watched|feared".split("|")
+_OBJECTS = "the river|a white horse|the castle|his friend|the green field|a quiet town|the sea".split("|")
+_TAILS = "at dawn|in the rain|before supper|with great care|without a word|as the bells rang".split("|")
+
+
+def synthetic_document(rng: random.Random, sentences: int) -> str:
+  out = []
+  for _ in range(sentences):
+    s = f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} {rng.choice(_TAILS)}."
+    out.append(s[0].upper() + s[1:])
+  return " ".join(out)
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory):
+  """train/validation .txt documents of a grammar-generated corpus (learnable, no downloads)."""
+  d = tmp_path_factory.mktemp("corpus")
+  rng = random.Random(0)
+  for split, n in (("train", 150), ("validation", 12)):
+    for i in range(n):
+      (d / f"{split}_{i:03d}.txt").write_text(synthetic_document(rng, 40))
+  return d
+
+
+@pytest.fixture(scope="session")
+def tiny_config_factory(corpus_dir, tmp_path_factory):
+  data_dir = tmp_path_factory.mktemp("data")
+
+  def make(**overrides):
+    from cpt_jax.config import default_config
+    c = default_config()
+    c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.max_len = 2, 64, 4, 32
+    c.data.base.kind = "files"
+    c.data.base.path = str(corpus_dir / "{split}_*.txt")
+    c.data.data_dir = str(data_dir)
+    c.data.vocab_size = 400
+    c.data.batch_size = 8
+    c.opt.warmup_tokens = 1024
+    c.opt.lr = 1e-2
+    c.train.total_tokens = 8 * 32 * 20
+    c.train.eval_every_tokens = 8 * 32 * 4
+    c.train.checkpoint_every_tokens = 8 * 32 * 4
+    c.train.eval_rows = 8
+    c.train.progress = False
+    for key, value in overrides.items():
+      node = c
+      *parents, leaf = key.split(".")
+      for p in parents:
+        node = node[p]
+      node[leaf] = value
+    return c
+
+  return make
