@@ -1,0 +1,67 @@
+"""The file format round-trips, generation is seeded, and the CLI rejects bad arguments clearly."""
+
+import pytest
+
+from cpt_jax.data.babi import fileformat
+from cpt_jax.data.babi.__main__ import main
+from cpt_jax.data.babi.generate import generate_stories
+
+OFFICIAL = ("1 Mary moved to the bathroom.\n2 John went to the hallway.\n"
+            "3 Where is Mary? \tbathroom\t1\n1 Sandra went to the garden.\n2 Where is Sandra? \tgarden\t1\n")
+
+
+def test_parse_of_an_official_snippet_and_back():
+  stories = fileformat.parse_stories(OFFICIAL)
+  assert [len(s) for s in stories] == [3, 2]
+  q = stories[0][2]
+  assert (q.text, q.answer, q.supports) == ("Where is Mary? ", "bathroom", (1,))
+  assert fileformat.format_stories(stories) == OFFICIAL
+
+
+@pytest.mark.parametrize("mode", ["original", "synthetic"])
+def test_parse_format_roundtrip_all_tasks(mode):
+  for task in range(1, 21):
+    stories = generate_stories(task, mode, 5, seed=3)
+    assert fileformat.parse_stories(fileformat.format_stories(stories)) == stories
+
+
+def test_parse_rejects_broken_lines():
+  with pytest.raises(fileformat.FormatError, match="supporting-fact ids"):
+    fileformat.parse_stories("1 Where is Mary?\tkitchen\tx\n")
+  with pytest.raises(fileformat.FormatError, match="does not follow"):
+    fileformat.parse_stories("1 Mary went home.\n3 Where is Mary?\thome\t1\n")
+
+
+def test_generation_is_seeded_and_tasks_independent():
+  assert generate_stories(2, "synthetic", 4, seed=1) == generate_stories(2, "synthetic", 4, seed=1)
+  assert generate_stories(2, "synthetic", 4, seed=1) != generate_stories(2, "synthetic", 4, seed=2)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "--task", "0", "--out", "x"], "1 to 20"),
+    (["generate", "--task", "21", "--out", "x"], "1 to 20"),
+    (["generate", "--task", "1", "--mode", "fancy", "--out", "x"], "invalid choice"),
+    (["generate", "--task", "1", "--num-stories", "0", "--out", "x"], "positive integer"),
+])
+def test_cli_rejects_bad_arguments(argv, message, capsys):
+  with pytest.raises(SystemExit):
+    main(argv)
+  assert message in capsys.readouterr().err
+
+
+def test_cli_generate_all_and_stats(tmp_path, capsys):
+  assert main(["generate", "--task", "all", "--mode", "synthetic", "--num-stories", "20", "--out",
+               str(tmp_path)]) == 0
+  files = sorted(p.name for p in tmp_path.iterdir())
+  assert len(files) == 20 and "qa1_single-supporting-fact_train.txt" in files
+  capsys.readouterr()
+  assert main(["stats", str(tmp_path)]) == 0
+  out = capsys.readouterr().out
+  baselines = [float(line.split("baseline ")[1].split("%")[0]) for line in out.splitlines() if "baseline" in line]
+  assert len(baselines) == 20 and max(baselines) < 100
+
+
+def test_cli_single_task_to_file(tmp_path):
+  path = tmp_path / "t19.txt"
+  assert main(["generate", "--task", "19", "--num-stories", "3", "--out", str(path)]) == 0
+  assert len(fileformat.read_file(path)) == 3
