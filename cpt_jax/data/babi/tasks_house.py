@@ -19,7 +19,7 @@ def shape(vocab: Vocab, rng: random.Random, original: int, lo: int, hi: int) -> 
 
 def story_places(vocab: Vocab, rng: random.Random, pool=None) -> list[str]:
   """The places of one story: all original rooms, or a fresh subset of the large synthetic pool."""
-  pool = list(pool or vocab.rooms)
+  pool = list(dict.fromkeys(pool or vocab.rooms))  # pools may overlap (a museum is in both lists)
   return pool if not vocab.varied_lengths else rng.sample(pool, rng.randint(5, min(12, len(pool))))
 
 
