@@ -65,3 +65,23 @@ def test_cli_single_task_to_file(tmp_path):
   path = tmp_path / "t19.txt"
   assert main(["generate", "--task", "19", "--num-stories", "3", "--out", str(path)]) == 0
   assert len(fileformat.read_file(path)) == 3
+
+
+def test_synthetic_vocabulary_is_at_least_five_times_the_original():
+  from cpt_jax.data.babi.stats import vocabulary
+  used = {}
+  for mode in ("original", "synthetic"):
+    stories = [s for task in range(1, 21) for s in generate_stories(task, mode, 60, seed=0)]
+    used[mode] = {kind: len(words) for kind, words in vocabulary(stories).items()}
+  assert used["original"] == {"names": 21, "places": 9, "objects": 4}
+  for kind in ("names", "places", "objects"):
+    assert used["synthetic"][kind] >= 5 * used["original"][kind], (kind, used)
+
+
+def test_stats_reads_an_official_file(tmp_path, capsys):
+  path = tmp_path / "qa1_single-supporting-fact_test.txt"
+  path.write_text(OFFICIAL)
+  assert main(["stats", str(path)]) == 0
+  out = capsys.readouterr().out
+  assert "questions 2" in out and "baseline 50.0%" in out
+  assert main(["stats", str(tmp_path / "missing")]) == 2
