@@ -88,13 +88,13 @@ def build_model(model_cfg: model_lib.ModelConfig, mesh, seed: int):
   """Parameters created already sharded: abstract init → shardings → jit(init, out_shardings)."""
   abstract_model = nnx.eval_shape(lambda: model_lib.GPT(model_cfg, nnx.Rngs(0)))
   graphdef, abstract_state = nnx.split(abstract_model)
-  logical = jax.tree.map(lambda v: v.get_metadata().get("logical_axes"), abstract_state,
-                         is_leaf=lambda x: isinstance(x, nnx.Variable)).to_pure_dict()
-  abstract_params = abstract_state.to_pure_dict()
+  logical = nnx.to_pure_dict(jax.tree.map(lambda v: v.get_metadata().get("logical_axes"), abstract_state,
+                                         is_leaf=lambda x: isinstance(x, nnx.Variable)))
+  abstract_params = nnx.to_pure_dict(abstract_state)
   shardings = sharding.param_shardings(logical, abstract_params, mesh)
 
   def init(key):
-    return nnx.state(model_lib.GPT(model_cfg, nnx.Rngs(params=key))).to_pure_dict()
+    return nnx.to_pure_dict(nnx.state(model_lib.GPT(model_cfg, nnx.Rngs(params=key))))
 
   bundle = ModelBundle(model_cfg, graphdef, abstract_params, shardings, model_lib.count_params(abstract_params))
   return bundle, jax.jit(init, out_shardings=shardings)(jax.random.key(seed))

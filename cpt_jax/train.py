@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 from absl import app, flags
@@ -57,6 +58,27 @@ def _fail(message: str, code: int = EXIT_USER_ERROR):
   sys.exit(code)
 
 
+def _parse_flags(argv):
+  """absl parsing, with config mistakes (unknown field, bad value, missing file) as one line each."""
+  overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
+  for i, arg in enumerate(argv[1:], 1):
+    path = arg.split("=", 1)[1] if arg.startswith("--config=") else (
+        argv[i + 1] if arg == "--config" and i + 1 < len(argv) else None)
+    if path is not None and not os.path.exists(path.split(":")[0]):
+      _fail(f"config file {path} does not exist (ls configs/ lists the shipped ones)")
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(f"{e}")
+  except (AttributeError, KeyError) as e:
+    names = re.findall(r"[a-zA-Z_][a-zA-Z_0-9]*", str(e).split("Did you mean")[0])
+    hint = re.search(r'Did you mean "([^"]+)"', str(e))
+    _fail(f"unknown config field {names[0] if names else str(e)!r} in {overrides or 'the config file'}"
+          f"{f'; did you mean {hint.group(1)!r}?' if hint else ''} (fields: cpt_jax/config.py)")
+  except (TypeError, ValueError) as e:
+    _fail(f"bad config value: {e} (in {overrides or 'the config file'})")
+  return None
+
+
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config"])
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

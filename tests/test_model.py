@@ -22,7 +22,7 @@ def _model(**kw):
 @pytest.mark.parametrize("tie", [True, False])
 def test_param_count_is_exact(tie):
   cfg, m = _model(tie_embeddings=tie)
-  params = nnx.state(m, nnx.Param).to_pure_dict()
+  params = nnx.to_pure_dict(nnx.state(m, nnx.Param))
   counted = model_lib.count_params(params)
   embeddings = cfg.vocab_size * cfg.d_model * (1 if tie else 2) + cfg.max_len * cfg.d_model
   assert counted == model_lib.non_embedding_params(cfg) + embeddings

@@ -1,0 +1,141 @@
+"""Sampling with a KV cache: self-generated replay (BOS prompt, temperature 1, full context) and greedy
+answers for task scoring. Both are one jitted `fori_loop` over a preallocated cache.
+
+Token i+1 is drawn with `fold_in(key, i)`, so the cached sampler and the full-recomputation reference
+(kept for tests and benchmarks) draw the same tokens for the same key.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from cpt_jax.data.tokenizer import BOS, EOS, PAD, Tokenizer
+from cpt_jax.model import KVCache, ModelConfig
+
+
+def _pick(logits_BxV, key, temperature: float):
+  if temperature == 0:
+    return jnp.argmax(logits_BxV, -1).astype(jnp.int32)
+  return jax.random.categorical(key, logits_BxV / temperature).astype(jnp.int32)
+
+
+def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = None, temperature: float = 1.0):
+  """jitted (params, key) -> tokens [B, length+1]: row 0 is BOS, then `length` sampled tokens.
+
+  No top-k/top-p and no early stop at EOS (as in Marek et al.): a sample is a full training row.
+  """
+  length = length or cfg.max_len
+
+  @jax.jit
+  def sample(params, key):
+    model = nnx.merge(graphdef, params)
+    tokens_BxT = jnp.full((batch, length + 1), PAD, jnp.int32).at[:, 0].set(BOS)
+
+    def body(i, carry):
+      tokens, cache = carry
+      logits, cache = model(jax.lax.dynamic_slice_in_dim(tokens, i, 1, axis=1), cache=cache)
+      nxt = _pick(logits[:, -1], jax.random.fold_in(key, i), temperature)
+      return jax.lax.dynamic_update_slice_in_dim(tokens, nxt[:, None], i + 1, axis=1), cache
+
+    tokens_BxT, _ = jax.lax.fori_loop(0, length, body, (tokens_BxT, KVCache.zeros(cfg, batch, length)))
+    return tokens_BxT
+
+  return sample
+
+
+def make_recompute_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = None,
+                           temperature: float = 1.0):
+  """The reference: every token recomputes the whole prefix (O(T²) per token, no cache)."""
+  length = length or cfg.max_len
+
+  @jax.jit
+  def sample(params, key):
+    model = nnx.merge(graphdef, params)
+    tokens_BxT = jnp.full((batch, length + 1), PAD, jnp.int32).at[:, 0].set(BOS)
+
+    def body(i, tokens):
+      logits_BxLxV = model(tokens[:, :length])
+      logits_BxV = jax.lax.dynamic_index_in_dim(logits_BxLxV, i, axis=1, keepdims=False)
+      nxt = _pick(logits_BxV, jax.random.fold_in(key, i), temperature)
+      return jax.lax.dynamic_update_slice_in_dim(tokens, nxt[:, None], i + 1, axis=1)
+
+    return jax.lax.fori_loop(0, length, body, tokens_BxT)
+
+  return sample
+
+
+@functools.lru_cache(maxsize=16)
+def _greedy_fn(graphdef, cfg: ModelConfig, batch: int, prompt_len: int, new_tokens: int):
+
+  @jax.jit
+  def decode(params, prompts_BxP, valid_BxP):
+    model = nnx.merge(graphdef, params)
+    cache = KVCache.zeros(cfg, batch, prompt_len + new_tokens)
+    positions_BxP = jnp.maximum(jnp.cumsum(valid_BxP, 1) - 1, 0)
+    logits, cache = model(prompts_BxP, positions_BxP, cache=cache, valid_BxL=valid_BxP)
+    first = jnp.argmax(logits[:, -1], -1).astype(jnp.int32)
+    lengths_B = valid_BxP.sum(1).astype(jnp.int32)
+    out_BxN = jnp.zeros((batch, new_tokens), jnp.int32).at[:, 0].set(first)
+
+    def body(i, carry):
+      out, cache = carry
+      tok = jax.lax.dynamic_slice_in_dim(out, i - 1, 1, axis=1)
+      logits, cache = model(tok, (lengths_B + i - 1)[:, None], cache=cache)
+      nxt = jnp.argmax(logits[:, -1], -1).astype(jnp.int32)
+      return jax.lax.dynamic_update_slice_in_dim(out, nxt[:, None], i, axis=1), cache
+
+    out_BxN, _ = jax.lax.fori_loop(1, new_tokens, body, (out_BxN, cache))
+    return out_BxN
+
+  return decode
+
+
+class GreedyDecoder:
+  """`decode(prompts) -> answers`: the batched, jitted interface task scorers use (bAbI).
+
+  Prompts are encoded as in training ([BOS] + prompt), left-padded to a length bucket (few compiles),
+  decoded greedily for `max_new_tokens`, cut at EOS.
+  """
+
+  def __init__(self, graphdef, cfg: ModelConfig, params, tokenizer: Tokenizer, batch_size: int = 32,
+               max_new_tokens: int = 8):
+    self.graphdef, self.cfg, self.params, self.tokenizer = graphdef, cfg, params, tokenizer
+    self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+
+  def __call__(self, prompts: Sequence[str]) -> list[str]:
+    answers = []
+    for lo in range(0, len(prompts), self.batch_size):
+      answers.extend(self._decode_batch(list(prompts[lo:lo + self.batch_size])))
+    return answers
+
+  def _decode_batch(self, prompts: list[str]) -> list[str]:
+    limit = self.cfg.max_len - self.max_new_tokens
+    encoded = [([BOS] + self.tokenizer.encode(p))[-limit:] for p in prompts]
+    bucket = min(limit, -(-max(len(e) for e in encoded) // 32) * 32)
+    tokens = np.full((self.batch_size, bucket), PAD, np.int32)
+    valid = np.zeros((self.batch_size, bucket), bool)
+    for i, e in enumerate(encoded):
+      tokens[i, bucket - len(e):], valid[i, bucket - len(e):] = e, True
+    valid[len(encoded):, -1] = True  # filler rows: one valid token keeps the softmax well defined
+    fn = _greedy_fn(self.graphdef, self.cfg, self.batch_size, bucket, self.max_new_tokens)
+    out = np.asarray(fn(self.params, jnp.asarray(tokens), jnp.asarray(valid)))
+    answers = []
+    for row in out[:len(encoded)]:
+      ids = row.tolist()
+      ids = ids[:ids.index(EOS)] if EOS in ids else ids
+      answers.append(self.tokenizer.decode(ids).strip())
+    return answers
+
+
+def sample_rows(graphdef, cfg: ModelConfig, params, key, num_rows: int, batch: int,
+                sampler: Callable | None = None) -> np.ndarray:
+  """`num_rows` samples [num_rows, T+1], batch by batch with keys fold_in(key, batch index)."""
+  sampler = sampler or make_sampler(graphdef, cfg, batch)
+  chunks = [np.asarray(sampler(params, jax.random.fold_in(key, b))) for b in range(-(-num_rows // batch))]
+  return np.concatenate(chunks)[:num_rows]
