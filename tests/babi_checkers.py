@@ -301,15 +301,17 @@ def solve_path(statements, q):
     edges[a][b] = back[step[d]]
   m = re.match(r"^(?:How do you go|What is the way) from the ([a-z ]+) to the ([a-z ]+)\?\s*$", q)
   start, goal = m.groups()
-  paths, seen, found = [(start, [])], {start}, []
-  while paths:
-    node, path = paths.pop(0)
-    if node == goal:
-      found.append(path)
-    for nxt, d in edges[node].items():
-      if nxt not in seen:
-        seen.add(nxt)
-        paths.append((nxt, path + [d]))
+  depth, paths, frontier = {start: 0}, {start: [[]]}, [start]  # all shortest paths, level by level
+  while frontier and goal not in depth:
+    nxt_frontier = []
+    for node in frontier:
+      for nxt, d in edges[node].items():
+        if depth.setdefault(nxt, depth[node] + 1) == depth[node] + 1:
+          paths.setdefault(nxt, []).extend(p + [d] for p in paths[node])
+          if nxt not in nxt_frontier:
+            nxt_frontier.append(nxt)
+    frontier = nxt_frontier
+  found = paths.get(goal, [])
   if len(found) != 1:
     raise ValueError(f"{q!r} has {len(found)} shortest paths")
   return ",".join(found[0])

@@ -57,3 +57,10 @@ def test_supports_point_to_earlier_statements_only():
   story = (fileformat.Line(1, "Mary went to the kitchen."),
            fileformat.Line(2, "Where is Mary?", "kitchen", (2,)))
   assert babi_checkers.check_stories(1, [story])
+
+
+def test_path_checker_refuses_a_story_with_two_shortest_paths():
+  text = ("1 The b is east of the a.\n2 The c is north of the b.\n3 The d is north of the a.\n"
+          "4 The c is east of the d.\n5 How do you go from the a to the c?\te,n\t1 2\n")
+  errors = babi_checkers.check_stories(19, fileformat.parse_stories(text))
+  assert len(errors) == 1 and "2 shortest paths" in errors[0]
