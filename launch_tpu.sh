@@ -210,7 +210,7 @@ fi
 
 PROJECT_FLAG=()
 [[ -z $PROJECT ]] || PROJECT_FLAG=("--project=$PROJECT")
-LOCATION=("--zone=$ZONE" "${PROJECT_FLAG[@]}")
+LOCATION=("--zone=$ZONE" ${PROJECT_FLAG[@]+"${PROJECT_FLAG[@]}"})
 SPOT_FLAG=()
 [[ $SPOT == 0 ]] || SPOT_FLAG=(--spot)
 
@@ -268,10 +268,10 @@ refresh_state() {
 create_tpu() {
   if [[ $QUEUED == 1 ]]; then
     run gcloud compute tpus queued-resources create "$NAME" "${LOCATION[@]}" --node-id="$NAME" \
-      --accelerator-type="$TYPE" --runtime-version="$VERSION" "${SPOT_FLAG[@]}"
+      --accelerator-type="$TYPE" --runtime-version="$VERSION" ${SPOT_FLAG[@]+"${SPOT_FLAG[@]}"}
   else
     run gcloud compute tpus tpu-vm create "$NAME" "${LOCATION[@]}" --accelerator-type="$TYPE" \
-      --version="$VERSION" "${SPOT_FLAG[@]}"
+      --version="$VERSION" ${SPOT_FLAG[@]+"${SPOT_FLAG[@]}"}
   fi
 }
 
