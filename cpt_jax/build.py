@@ -84,20 +84,29 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
-def build_model(model_cfg: model_lib.ModelConfig, mesh, seed: int):
-  """Parameters created already sharded: abstract init → shardings → jit(init, out_shardings)."""
+def model_bundle(model_cfg: model_lib.ModelConfig, mesh) -> ModelBundle:
+  """Structure, abstract parameters and their shardings, without allocating anything."""
   abstract_model = nnx.eval_shape(lambda: model_lib.GPT(model_cfg, nnx.Rngs(0)))
   graphdef, abstract_state = nnx.split(abstract_model)
   logical = nnx.to_pure_dict(jax.tree.map(lambda v: v.get_metadata().get("logical_axes"), abstract_state,
-                                         is_leaf=lambda x: isinstance(x, nnx.Variable)))
+                                          is_leaf=lambda x: isinstance(x, nnx.Variable)))
   abstract_params = nnx.to_pure_dict(abstract_state)
   shardings = sharding.param_shardings(logical, abstract_params, mesh)
+  return ModelBundle(model_cfg, graphdef, abstract_params, shardings, model_lib.count_params(abstract_params))
+
+
+def sharded_abstract(abstract, shardings):
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+
+
+def build_model(model_cfg: model_lib.ModelConfig, mesh, seed: int):
+  """Parameters created already sharded: abstract init → shardings → jit(init, out_shardings)."""
+  bundle = model_bundle(model_cfg, mesh)
 
   def init(key):
     return nnx.to_pure_dict(nnx.state(model_lib.GPT(model_cfg, nnx.Rngs(params=key))))
 
-  bundle = ModelBundle(model_cfg, graphdef, abstract_params, shardings, model_lib.count_params(abstract_params))
-  return bundle, jax.jit(init, out_shardings=shardings)(jax.random.key(seed))
+  return bundle, jax.jit(init, out_shardings=bundle.param_shardings)(jax.random.key(seed))
 
 
 def state_shardings(bundle: ModelBundle, optimizer, mesh):
@@ -144,7 +153,7 @@ def batch_keys(cfg) -> tuple[str, ...]:
 
 
 def make_loader(cfg, tokenizer: Tokenizer, mesh, data_dir: Path, spec: step_lib.StepSpec,
-                replay_source=None) -> pipeline.BatchLoader:
+                replay_stream=None) -> pipeline.BatchLoader:
   """Training batches: target stream (+ replay stream), each process reading its own shard."""
   n_proc, proc = jax.process_count(), jax.process_index()
   local_shards = spec.batch_shards // n_proc
@@ -157,20 +166,23 @@ def make_loader(cfg, tokenizer: Tokenizer, mesh, data_dir: Path, spec: step_lib.
   streams = [("target", pipeline.make_packer(train_src, tokenizer, row_len, cfg.seed, True, proc, n_proc,
                                              cfg.data.answer_only), spec.target_rows_per_shard)]
   if spec.replay_rows_per_shard:
-    if replay_source is None:
-      raise config_lib.ConfigError("config field replay.kind: no replay source could be built")
-    streams.append(("replay", pipeline.make_packer(replay_source, tokenizer, row_len, cfg.seed + 1, True, proc,
-                                                   n_proc), spec.replay_rows_per_shard))
+    streams.append(("replay", replay_stream, spec.replay_rows_per_shard))
   return pipeline.BatchLoader(streams, local_shards, batch_keys(cfg))
 
 
-def replay_source(cfg, data_dir: Path):
+def replay_stream(cfg, tokenizer: Tokenizer, data_dir: Path, bundle: ModelBundle, teacher_params):
+  """Replay rows: real base-domain data, a dataset of self-generated samples, or samples made on the fly."""
+  proc, n_proc, row_len = jax.process_index(), jax.process_count(), cfg.model.max_len
   if cfg.replay.kind == "real":
-    return sources.open_source(cfg.data.base, cfg.data.base.train_split, data_dir, cfg.seed)
-  if cfg.replay.kind == "self" and cfg.replay.samples:
+    source = sources.open_source(cfg.data.base, cfg.data.base.train_split, data_dir, cfg.seed)
+  elif cfg.replay.samples:
     from cpt_jax.data.records import RecordSource  # pylint: disable=g-import-not-at-top
-    return RecordSource(cfg.replay.samples, "train")
-  return None
+    source = RecordSource(cfg.replay.samples, "train")
+  else:
+    from cpt_jax.replay import SelfReplayStream  # pylint: disable=g-import-not-at-top
+    return SelfReplayStream(bundle.graphdef, bundle.cfg, teacher_params, cfg.seed + 2, cfg.replay.chunk_sequences,
+                            row_len)
+  return pipeline.make_packer(source, tokenizer, row_len, cfg.seed + 1, True, proc, n_proc)
 
 
 def eval_sets(cfg, tokenizer: Tokenizer, data_dir: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -199,5 +211,34 @@ def save_run_config(cfg, workdir: str) -> None:
     os.replace(tmp, os.path.join(workdir, CONFIG_FILE))
 
 
-def cast_params(params, dtype: str):
-  return jax.tree.map(lambda x: x.astype(jnp.dtype(dtype)), params) if dtype != "float32" else params
+def frozen_copy(params, dtype: str):
+  """A copy of `params` in `dtype` (bf16 halves a teacher's memory), in new buffers, same shardings."""
+  return jax.jit(lambda p: jax.tree.map(lambda x: x.astype(jnp.dtype(dtype)) + 0, p))(params)
+
+
+def load_run(workdir: str, step: int | None = None, mesh=None):
+  """(run config, bundle, params, tokenizer) of a finished or running run's checkpoint, for tools."""
+  from cpt_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  cfg = load_run_config(workdir)
+  tokenizer = Tokenizer(Path(workdir) / TOKENIZER_FILE)
+  mesh = mesh or sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
+  bundle = model_bundle(model_lib.ModelConfig.from_config(cfg.model, tokenizer.vocab_size), mesh)
+  target = sharded_abstract(bundle.abstract_params, bundle.param_shardings)
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=1_000_000)
+  _, params, _, _ = checkpointer.restore(target, step=step, weights_only=True)
+  checkpointer.close()
+  return cfg, bundle, params, tokenizer
+
+
+def babi_eval_examples(cfg, data_dir: Path) -> list[dict]:
+  """A fixed, task-balanced set of the target's bAbI evaluation examples (empty when not bAbI)."""
+  n = cfg.train.babi_eval_examples
+  if cfg.data.target.kind != "babi" or n <= 0:
+    return []
+  src = sources.open_source(cfg.data.target, cfg.data.target.eval_split, data_dir, cfg.seed)
+  by_task: dict[int, list[dict]] = {}
+  for i in range(len(src)):
+    ex = src[i]
+    by_task.setdefault(ex["task"], []).append(ex)
+  per_task = max(1, n // max(1, len(by_task)))
+  return [ex for task in sorted(by_task) for ex in by_task[task][:per_task]]

@@ -88,28 +88,36 @@ def run(cfg, workdir: str) -> dict[str, Any]:
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), cfg.train.keep_checkpoints,
                                        keep_steps=build.stage_steps(cfg, bundle.num_params) if cfg.stage == "pretrain" else ())
   writer = metrics_lib.MetricWriter(workdir)
-  loader = build.make_loader(cfg, tokenizer, mesh, data_dir, spec, build.replay_source(cfg, data_dir))
 
   step = 0
-  teacher = None
-  if checkpointer.latest_step() is not None:
-    step, state, data_states, _ = checkpointer.restore(abstract_state_with(abstract_state, state_shardings))
+  needs_teacher = cfg.stage == "adapt" and spec.replay_rows_per_shard and (
+      cfg.replay.loss == "kl" or cfg.replay.kind == "self")
+  resuming = checkpointer.latest_step() is not None
+  start_params = None
+  if cfg.stage == "adapt" and (needs_teacher or not resuming):
+    start = ckpt_lib.Checkpointer(os.path.join(cfg.init_from, "checkpoints"), keep=1_000_000)
+    start_step, start_params, _, _ = start.restore(
+        build.sharded_abstract(abstract_state["params"], state_shardings["params"]),
+        step=None if cfg.init_step < 0 else cfg.init_step, weights_only=True)
+    start.close()
+    logging.info("adapt: start weights from step %d of %s", start_step, cfg.init_from)
+  # The teacher: the frozen start weights in their own buffers (the student's are donated every step).
+  teacher = build.frozen_copy(start_params, cfg.replay.teacher_dtype) if needs_teacher else None
+  replay = build.replay_stream(cfg, tokenizer, data_dir, bundle, teacher) if spec.replay_rows_per_shard else None
+  loader = build.make_loader(cfg, tokenizer, mesh, data_dir, spec, replay)
+  if resuming:
+    step, state, data_states, _ = checkpointer.restore(build.sharded_abstract(abstract_state, state_shardings))
     loader.set_state(_local_data_state(data_states))
     writer.truncate_after(step)
     logging.info("resumed from step %d of %s", step, workdir)
   elif cfg.stage == "adapt":
-    start = ckpt_lib.Checkpointer(os.path.join(cfg.init_from, "checkpoints"), keep=1_000_000)
-    start_step, params, _, _ = start.restore(abstract_state_with(abstract_state["params"], state_shardings["params"]),
-                                             step=None if cfg.init_step < 0 else cfg.init_step, weights_only=True)
-    start.close()
-    state = jax.jit(lambda p: step_lib.init_state(p, optimizer), out_shardings=state_shardings)(params)
-    logging.info("adapt: weights from step %d of %s; fresh optimizer, step 0", start_step, cfg.init_from)
-  if cfg.stage == "adapt" and spec.replay_rows_per_shard and cfg.replay.loss == "kl":
-    teacher = _teacher_params(cfg, abstract_state, state_shardings)
+    state = jax.jit(lambda p: step_lib.init_state(p, optimizer), out_shardings=state_shardings)(start_params)
+  del start_params
 
   train_step = step_lib.make_train_step(bundle.graphdef, optimizer, spec, schedule, state_shardings)
   eval_step = step_lib.make_eval_step(bundle.graphdef)
   evals = build.eval_sets(cfg, tokenizer, data_dir)
+  babi_examples = build.babi_eval_examples(cfg, data_dir)
   entropy = {f"eval/{k}/unigram_entropy": pipeline.unigram_entropy(v["targets"], v["loss_mask"], tokenizer.vocab_size)
              for k, v in evals.items()}
   flops_per_token = model_lib.flops_per_token(model_cfg, cfg.model.max_len)
@@ -123,6 +131,8 @@ def run(cfg, workdir: str) -> dict[str, Any]:
       batch = sharding.global_batch(_pad_rows(rows, spec.batch_shards), mesh)
       nll, count = jax.device_get(eval_step(state["params"], batch))
       out[f"eval/{name}/loss"] = float(nll / max(count, 1.0))
+    if babi_examples:
+      out.update(_babi_metrics(babi_examples, bundle, state["params"], tokenizer))
     if cfg.stage == "adapt":
       if not before:
         before.update({k: v for k, v in out.items() if k.endswith("/loss")})
@@ -223,17 +233,15 @@ def run(cfg, workdir: str) -> dict[str, Any]:
   return summary
 
 
-def abstract_state_with(abstract, shardings):
-  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
-
-
-def _teacher_params(cfg, abstract_state, state_shardings):
-  """The frozen start weights, read once from init_from (never saved with this run's checkpoints)."""
-  start = ckpt_lib.Checkpointer(os.path.join(cfg.init_from, "checkpoints"), keep=1_000_000)
-  _, params, _, _ = start.restore(abstract_state_with(abstract_state["params"], state_shardings["params"]),
-                                  step=None if cfg.init_step < 0 else cfg.init_step, weights_only=True)
-  start.close()
-  return build.cast_params(params, cfg.replay.teacher_dtype)
+def _babi_metrics(examples, bundle, params, tokenizer) -> dict[str, float]:
+  """Exact-match accuracy of greedy answers, per task and mean (`eval/babi/...`)."""
+  from cpt_jax.data.babi.score import score  # pylint: disable=g-import-not-at-top
+  from cpt_jax.sampling import GreedyDecoder  # pylint: disable=g-import-not-at-top
+  decoder = GreedyDecoder(bundle.graphdef, bundle.cfg, params, tokenizer, batch_size=64, max_new_tokens=8)
+  result = score(examples, decoder, batch_size=64)
+  out = {"eval/babi/accuracy": result["mean"], "eval/babi/tasks_passed": result["num_passed"]}
+  out.update({f"eval/babi/{k}/accuracy": v for k, v in result.items() if k.startswith("task_")})
+  return out
 
 
 def _local_data_state(data_states: dict[str, Any]) -> dict[str, Any]:

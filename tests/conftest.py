@@ -63,3 +63,12 @@ def tiny_config_factory(corpus_dir, tmp_path_factory):
     return c
 
   return make
+
+
+@pytest.fixture(scope="session")
+def pretrained(tiny_config_factory, tmp_path_factory):
+  """(workdir, summary) of one uninterrupted tiny pretraining run, shared by the train and adapt tests."""
+  from cpt_jax import loop
+  workdir = tmp_path_factory.mktemp("pretrained")
+  summary = loop.run(tiny_config_factory(), str(workdir))
+  return workdir, summary

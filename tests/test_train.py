@@ -14,10 +14,8 @@ def _train_losses(workdir):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tiny_config_factory, tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("full")
-  summary = loop.run(tiny_config_factory(), str(workdir))
-  return workdir, summary
+def uninterrupted(pretrained):
+  return pretrained
 
 
 def test_run_learns_and_writes_contract(uninterrupted):

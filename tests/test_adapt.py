@@ -1,0 +1,107 @@
+"""Adapt stage: weights from a pretraining run, fresh optimizer, frozen teacher; replay and KL in one step."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from cpt_jax import build, loop, metrics, optim, replay, sharding, step as step_lib
+from cpt_jax.data.records import RecordSource
+from cpt_jax.data.tokenizer import BOS
+
+
+def _adapt_config(factory, pretrained_dir, **overrides):
+  base = {"stage": "adapt", "init_from": str(pretrained_dir), "data.target.kind": "babi",
+          "data.target.babi_stories": 8, "data.target.babi_tasks": "1,2,6", "opt.warmup_tokens": 0,
+          "opt.lr": 3e-3, "train.total_tokens": 8 * 32 * 6, "train.babi_eval_examples": 12}
+  base.update(overrides)
+  return factory(**base)
+
+
+def _rows(workdir, key):
+  return [r for r in metrics.read_metrics(str(workdir)) if key in r]
+
+
+def test_adapt_without_replay(tiny_config_factory, pretrained, tmp_path):
+  pre_dir, pre_summary = pretrained
+  summary = loop.run(_adapt_config(tiny_config_factory, pre_dir), str(tmp_path))
+  evals = _rows(tmp_path, "eval/target/loss")
+  assert evals[0]["step"] == 0 and evals[-1]["step"] == summary["steps"] == 6
+  # the start weights are the pretrained ones: same base loss on the same validation rows
+  assert evals[0]["eval/base/loss"] == pytest.approx(pre_summary["final"]["eval/base/loss"], abs=1e-6)
+  assert evals[-1]["eval/target/loss"] < evals[0]["eval/target/loss"]
+  assert evals[-1]["eval/base/forgetting"] == pytest.approx(
+      evals[-1]["eval/base/loss"] - evals[0]["eval/base/loss"], abs=1e-6)
+  assert 0.0 <= evals[-1]["eval/babi/accuracy"] <= 1.0 and "eval/babi/task_06/accuracy" in evals[-1]
+  assert json.loads((tmp_path / "before.json").read_text())["eval/base/loss"] == evals[0]["eval/base/loss"]
+  lrs = [r["train/lr"] for r in _rows(tmp_path, "train/lr")]
+  assert lrs[0] == pytest.approx(3e-3)  # fresh optimizer and schedule: step 0, no warmup
+
+
+def test_adapt_with_self_replay_on_the_fly_and_kl(tiny_config_factory, pretrained, tmp_path):
+  pre_dir, _ = pretrained
+  cfg = _adapt_config(tiny_config_factory, pre_dir, **{"replay.ratio": 0.25, "replay.kind": "self",
+                                                       "replay.loss": "kl", "replay.coeff": 2.0,
+                                                       "replay.chunk_sequences": 4})
+  loop.run(cfg, str(tmp_path))
+  train = _rows(tmp_path, "train/kl")
+  assert len(train) == 6
+  assert train[0]["train/kl"] < 1e-5  # student == teacher at the first step
+  assert train[-1]["train/kl"] > 1e-4
+  for r in train:
+    assert r["train/loss"] == pytest.approx(r["train/target_loss"] + 2.0 * r["train/kl"], rel=1e-5)
+
+
+def test_generated_replay_dataset_is_deterministic_and_resumable(pretrained, tmp_path):
+  pre_dir, _ = pretrained
+  path = replay.generate_replay_dataset(str(pre_dir), str(tmp_path / "a"), num_tokens=32 * 10, seed=5, batch=4)
+  rows = RecordSource(path, "train")
+  assert len(rows) == 10 and all(len(rows[i]["tokens"]) == 33 and rows[i]["tokens"][0] == BOS for i in range(10))
+  # interrupted after 2 chunks: the rerun completes to the identical dataset
+  partial = tmp_path / "b"
+  replay.generate_replay_dataset(str(pre_dir), str(partial), num_tokens=32 * 10, seed=5, batch=4)
+  import shutil
+  shutil.rmtree(partial / "self_replay")
+  (partial / "chunks" / "chunk_000002.npy").unlink()
+  again = RecordSource(replay.generate_replay_dataset(str(pre_dir), str(partial), 32 * 10, seed=5, batch=4), "train")
+  assert sorted(tuple(again[i]["tokens"]) for i in range(10)) == sorted(tuple(rows[i]["tokens"]) for i in range(10))
+
+
+def test_adapt_with_real_replay_ntp_and_samples_dataset(tiny_config_factory, pretrained, tmp_path):
+  pre_dir, _ = pretrained
+  samples = replay.generate_replay_dataset(str(pre_dir), str(tmp_path / "s"), num_tokens=32 * 8, seed=1, batch=8)
+  for kind, extra in (("real", {}), ("self", {"replay.samples": str(samples)})):
+    cfg = _adapt_config(tiny_config_factory, pre_dir, **{"replay.ratio": 0.5, "replay.kind": kind,
+                                                         "replay.loss": "ntp", "train.total_tokens": 8 * 32 * 3,
+                                                         **extra})
+    summary = loop.run(cfg, str(tmp_path / kind))
+    assert summary["replay_kind"] == kind
+    assert all("train/replay_ntp" in r for r in _rows(tmp_path / kind, "train/loss"))
+
+
+def test_kl_step_is_one_executable_with_the_teacher_inside():
+  from cpt_jax.config import default_config
+  from cpt_jax.model import ModelConfig
+  mesh = sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
+  bundle, params = build.build_model(ModelConfig(vocab_size=64, max_len=8, num_layers=2, d_model=16, num_heads=2),
+                                     mesh, 0)
+  opt = default_config().opt
+  tx = optim.make_optimizer(opt, 64, 10)
+  _, shardings = build.state_shardings(bundle, tx, mesh)
+  dots = {}
+  for name, replay_rows in (("plain", 0), ("kl", 2)):
+    spec = step_lib.StepSpec(batch_shards=1, target_rows_per_shard=8 - replay_rows, replay_rows_per_shard=replay_rows,
+                             replay_loss="kl")
+    fn = step_lib.make_train_step(bundle.graphdef, tx, spec, optim.lr_schedule(opt, 64, 10), shardings)
+    state = jax.jit(lambda p: step_lib.init_state(p, tx), out_shardings=shardings)(params)
+    batch = {"inputs": np.ones((8, 8), np.int32), "targets": np.ones((8, 8), np.int32),
+             "loss_mask": np.ones((8, 8), np.float32)}
+    teacher = build.frozen_copy(params, "bfloat16") if replay_rows else None
+    for _ in range(3):
+      state, _ = fn(state, batch, teacher, jax.random.key(0))
+    assert fn._cache_size() == 1  # one compiled executable serves every step
+    hlo = fn.lower(state, batch, teacher, jax.random.key(0)).compile().as_text()
+    dots[name] = hlo.count(" dot(")
+  # the teacher's forward pass (2 layers × 4 matmuls + head) is compiled into the same executable
+  assert dots["kl"] >= dots["plain"] + 9, dots
