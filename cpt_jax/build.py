@@ -154,35 +154,46 @@ def batch_keys(cfg) -> tuple[str, ...]:
 
 def make_loader(cfg, tokenizer: Tokenizer, mesh, data_dir: Path, spec: step_lib.StepSpec,
                 replay_stream=None) -> pipeline.BatchLoader:
-  """Training batches: target stream (+ replay stream), each process reading its own shard."""
-  n_proc, proc = jax.process_count(), jax.process_index()
-  local_shards = spec.batch_shards // n_proc
-  if local_shards * n_proc != spec.batch_shards:
-    raise config_lib.ConfigError(
-        f"config field mesh: the data axes ({spec.batch_shards} shards) must split evenly over {n_proc} processes")
+  """Training batches: for each batch shard k this process holds, a target stream (+ a replay stream) that
+  reads records k::batch_shards, so the global batch does not depend on the process count."""
   train_src_cfg = cfg.data.base if cfg.stage == "pretrain" else cfg.data.target
   train_src = sources.open_source(train_src_cfg, train_src_cfg.train_split, data_dir, cfg.seed)
-  row_len = cfg.model.max_len
-  streams = [("target", pipeline.make_packer(train_src, tokenizer, row_len, cfg.seed, True, proc, n_proc,
-                                             cfg.data.answer_only), spec.target_rows_per_shard)]
-  if spec.replay_rows_per_shard:
-    streams.append(("replay", replay_stream, spec.replay_rows_per_shard))
-  return pipeline.BatchLoader(streams, local_shards, batch_keys(cfg))
+  row_len, n = cfg.model.max_len, spec.batch_shards
+  shards = []
+  for k in sharding.local_batch_shards(mesh):
+    streams = [("target", pipeline.make_packer(train_src, tokenizer, row_len, cfg.seed, True, k, n,
+                                               cfg.data.answer_only), spec.target_rows_per_shard)]
+    if spec.replay_rows_per_shard:
+      streams.append(("replay", replay_stream(k, n), spec.replay_rows_per_shard))
+    shards.append((k, streams))
+  return pipeline.BatchLoader(shards, batch_keys(cfg), n)
 
 
 def replay_stream(cfg, tokenizer: Tokenizer, data_dir: Path, bundle: ModelBundle, teacher_params):
-  """Replay rows: real base-domain data, a dataset of self-generated samples, or samples made on the fly."""
-  proc, n_proc, row_len = jax.process_index(), jax.process_count(), cfg.model.max_len
+  """Replay rows, as `(shard, shards) -> stream` for batch shard `shard` of `shards`: real base-domain data,
+  a dataset of self-generated samples, or samples made on the fly (one key per batch shard)."""
+  row_len = cfg.model.max_len
   if cfg.replay.kind == "real":
     source = sources.open_source(cfg.data.base, cfg.data.base.train_split, data_dir, cfg.seed)
   elif cfg.replay.samples:
     from cpt_jax.data.records import RecordSource  # pylint: disable=g-import-not-at-top
     source = RecordSource(cfg.replay.samples, "train")
   else:
+    from cpt_jax import sampling  # pylint: disable=g-import-not-at-top
     from cpt_jax.replay import SelfReplayStream  # pylint: disable=g-import-not-at-top
-    return SelfReplayStream(bundle.graphdef, bundle.cfg, teacher_params, cfg.seed + 2, cfg.replay.chunk_sequences,
-                            row_len)
-  return pipeline.make_packer(source, tokenizer, row_len, cfg.seed + 1, True, proc, n_proc)
+    sampler = sampling.make_sampler(bundle.graphdef, bundle.cfg, cfg.replay.chunk_sequences)
+
+    def self_stream(shard: int, shards: int):
+      del shards
+      stream = SelfReplayStream(bundle.graphdef, bundle.cfg, teacher_params, cfg.seed + 2,
+                                cfg.replay.chunk_sequences, row_len)
+      # One key per batch shard (not per process) and one compiled sampler shared by all shards.
+      stream._key = jax.random.fold_in(jax.random.key(cfg.seed + 2), shard)  # pylint: disable=protected-access
+      stream._sampler = sampler  # pylint: disable=protected-access
+      return stream
+
+    return self_stream
+  return lambda shard, shards: pipeline.make_packer(source, tokenizer, row_len, cfg.seed + 1, True, shard, shards)
 
 
 def eval_sets(cfg, tokenizer: Tokenizer, data_dir: Path) -> dict[str, dict[str, np.ndarray]]:

@@ -245,13 +245,10 @@ def _babi_metrics(examples, bundle, params, tokenizer) -> dict[str, float]:
 
 
 def _local_data_state(data_states: dict[str, Any]) -> dict[str, Any]:
-  key = f"process_{jax.process_index()}"
-  if len(data_states) != jax.process_count() or key not in data_states:
-    raise ckpt_lib.CheckpointError(
-        f"the checkpoint holds data-iterator states of {len(data_states)} processes, this run has "
-        f"{jax.process_count()}: each process reads its own shard, so the data order cannot carry over. "
-        "Resume with the same process count, or start a new --workdir from these weights (stage=adapt).")
-  return data_states[key]
+  """All processes' saved data states: the loader picks its batch shards' (pipeline.BatchLoader.set_state)."""
+  if not data_states:
+    raise ckpt_lib.CheckpointError("the checkpoint holds no data-iterator state; start a new --workdir")
+  return data_states
 
 
 def _pad_rows(rows: dict[str, np.ndarray], shards: int) -> dict[str, np.ndarray]:

@@ -97,6 +97,13 @@ def batch_shards(mesh: Mesh) -> int:
   return mesh.shape["data"] * mesh.shape["fsdp"]
 
 
+def local_batch_shards(mesh: Mesh) -> list[int]:
+  """Indices (in global order) of the batch shards this process's devices hold: its rows of every global
+  batch are those shards' rows, in that order (as jax.make_array_from_process_local_data expects)."""
+  index_map = batch_sharding(mesh).addressable_devices_indices_map((batch_shards(mesh),))
+  return sorted({idx[0].start or 0 for idx in index_map.values()})
+
+
 def global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """Assembles each process's rows into one global array sharded over the batch axes."""
   sharding = batch_sharding(mesh)

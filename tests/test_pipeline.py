@@ -81,11 +81,52 @@ def test_batch_loader_layout_gives_exact_replay_rows(tokenizer):
   target = ListSource([{"tokens": np.full(9, 1, np.int32)}] * 5, "target")
   replay = ListSource([{"tokens": np.full(9, 2, np.int32)}] * 5, "replay")
   loader = pipeline.BatchLoader(
-      [("target", pipeline.make_packer(target, tokenizer, 8, 0), 3),
-       ("replay", pipeline.make_packer(replay, tokenizer, 8, 0), 1)], local_shards=2, keys=("targets",))
+      [(k, [("target", pipeline.make_packer(target, tokenizer, 8, 0, True, k, 2), 3),
+            ("replay", pipeline.make_packer(replay, tokenizer, 8, 0, True, k, 2), 1)]) for k in range(2)],
+      keys=("targets",), batch_shards=2)
   for _ in range(3):
     kinds = next(loader)["targets"][:, 0]
     np.testing.assert_array_equal(kinds, [1, 1, 1, 2, 1, 1, 1, 2])  # per shard: target rows, then replay
+
+
+def _text_loader(src, tokenizer, shards, local):
+  return pipeline.BatchLoader([(k, [("target", pipeline.make_packer(src, tokenizer, 8, 0, True, k, shards), 2)])
+                               for k in local], keys=("targets",), batch_shards=shards)
+
+
+def _ids(batch):
+  return [int(t) for t in batch["targets"][:, 0]]
+
+
+def test_batch_shards_give_the_same_global_batch_on_any_process_count(tokenizer):
+  src = ListSource([{"tokens": np.full(9, i, np.int32)} for i in range(40)], "rows")
+  one = _text_loader(src, tokenizer, 4, range(4))
+  two = [_text_loader(src, tokenizer, 4, [0, 1]), _text_loader(src, tokenizer, 4, [2, 3])]
+  for _ in range(3):
+    assert _ids(next(one)) == _ids(next(two[0])) + _ids(next(two[1]))
+  # saved by 2 processes, restored by 1 (same 4 batch shards): exact
+  saved = {"process_0": two[0].state, "process_1": two[1].state}
+  resumed = _text_loader(src, tokenizer, 4, range(4))
+  resumed.set_state(saved)
+  for _ in range(4):
+    assert _ids(next(resumed)) == _ids(next(two[0])) + _ids(next(two[1]))
+
+
+def test_changed_batch_shards_restart_at_the_consumed_fraction(tokenizer, caplog):
+  src = ListSource([{"tokens": np.full(9, i, np.int32)} for i in range(40)], "rows")
+  old = _text_loader(src, tokenizer, 4, range(4))
+  for _ in range(7):  # 14 of 10 records per shard: epoch 1, index 4
+    next(old)
+  new = _text_loader(src, tokenizer, 2, range(2))
+  with caplog.at_level("WARNING"):
+    new.set_state({"process_0": old.state})
+  assert "data order cannot carry over" in caplog.text and "4 batch shards" in caplog.text
+  assert [p.state for _, streams in new.shards for _, p, _ in streams] == [{"epoch": 1, "index": 8}] * 2
+  # legacy states (one stream per process) read as per-process shards
+  legacy = {"process_0": {"target": {"epoch": 0, "index": 5}}, "process_1": {"target": {"epoch": 0, "index": 5}}}
+  exact = _text_loader(src, tokenizer, 2, range(2))
+  exact.set_state(legacy)
+  assert [p.state for _, streams in exact.shards for _, p, _ in streams] == [{"epoch": 0, "index": 5}] * 2
 
 
 def test_bad_records_are_named(tokenizer):

@@ -1,6 +1,11 @@
 """Grain pipelines from records to packed training rows, with exactly resumable state.
 
-records (random access) → per-process shard → shuffle(seed, epoch) → tokenize → pack → rows.
+records (random access) → batch shard k of K (records k::K) → shuffle(seed, epoch) → tokenize → pack → rows.
+
+Every *global batch shard* (a slice of the batch axes, see sharding.local_batch_shards) has its own
+streams, whatever process holds it: the global batch is the same on 1 process × 8 devices as on
+2 processes × 4, and a checkpoint's data state carries over exactly whenever the number of batch shards is
+unchanged (docs/multihost.md).
 
 Packing is done by small iterators whose whole state is a few integers (epoch, index, offset), so a
 checkpoint restores the exact next row, and a resumed run continues the batches bit for bit. Three ways
@@ -15,6 +20,7 @@ to pack, by what a record holds:
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import grain
@@ -44,13 +50,15 @@ def record_kind(record: dict[str, Any]) -> str:
 
 
 class _Epochs:
-  """Record i of epoch e of this process's shard, reshuffled every epoch (Grain MapDataset)."""
+  """Record i of epoch e of one batch shard's records, reshuffled every epoch (Grain MapDataset)."""
 
   def __init__(self, source: Source, seed: int, shuffle: bool, shard_index: int, shard_count: int,
                transform: Callable[[dict[str, Any]], Any]):
     self._base = grain.MapDataset.source(source)[shard_index::shard_count]
+    self.source_len, self.shard_index, self.shard_count = len(source), shard_index, shard_count
     if len(self._base) == 0:
-      raise DataError(f"{source!r} has {len(source)} records: too few for {shard_count} processes")
+      raise DataError(f"{source!r} has {len(source)} records: too few for {shard_count} batch shards "
+                      "(mesh.data × mesh.fsdp); give more (or smaller) documents, or fewer data shards")
     self._seed, self._shuffle, self._transform = seed, shuffle, transform
     self._epoch, self._ds = -1, None
 
@@ -211,29 +219,107 @@ def unigram_entropy(targets: np.ndarray, mask: np.ndarray, vocab_size: int) -> f
 
 
 class BatchLoader:
-  """Local batches in the step's layout: for each local batch shard, its target rows then its replay
-  rows (step.py relies on this). State = the packers' states after the last batch handed out."""
+  """Local batches in the step's layout: for each local batch shard (in global order), its target rows then
+  its replay rows (step.py relies on this). Each batch shard has its own streams.
 
-  def __init__(self, streams: Sequence[tuple[str, Packer, int]], local_shards: int, keys: Sequence[str]):
-    self.streams, self.local_shards, self.keys = list(streams), local_shards, tuple(keys)
+  State (saved per process, see checkpoint.gather_data_states):
+    {"batch_shards": K, "shards": {"<k>": {"<stream>": packer state}}} for this process's shards k.
+  """
+
+  def __init__(self, shards: Sequence[tuple[int, Sequence[tuple[str, Packer, int]]]], keys: Sequence[str],
+               batch_shards: int):
+    self.shards = [(int(k), list(streams)) for k, streams in shards]
+    self.keys, self.batch_shards = tuple(keys), int(batch_shards)
 
   def __iter__(self):
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
     parts = []
-    for _ in range(self.local_shards):
-      for _, packer, rows in self.streams:
+    for _, streams in self.shards:
+      for _, packer, rows in streams:
         if rows:
           parts.append(take_rows(packer, rows))
     return {k: np.concatenate([p[k] for p in parts]) for k in self.keys}
 
   @property
   def state(self) -> dict[str, Any]:
-    return {name: packer.state for name, packer, _ in self.streams}
+    return {"batch_shards": self.batch_shards,
+            "shards": {str(k): {name: packer.state for name, packer, _ in streams} for k, streams in self.shards}}
 
-  def set_state(self, state: dict[str, Any]) -> None:
-    for name, packer, _ in self.streams:
-      if name not in state:
-        raise DataError(f"the checkpoint's data state has streams {sorted(state)}, not {name!r}")
-      packer.set_state(state[name])
+  def set_state(self, saved: dict[str, Any]) -> None:
+    """Restores from all processes' saved states ({"process_<i>": state}, as checkpointed).
+
+    Same number of batch shards: every shard continues exactly where it stopped, whichever process holds
+    it now. Otherwise the order cannot carry over: one warning, and every stream restarts as
+    `resume_position` says.
+    """
+    old_count, old = merge_shard_states(saved)
+    names = {name for _, streams in self.shards for name, _, _ in streams}
+    for k, states in old.items():
+      if set(states) != names:
+        raise DataError(f"the checkpoint's data state has streams {sorted(states)}, not {sorted(names)} "
+                        f"(batch shard {k}); was it saved by a run with another replay setting?")
+    if old_count == self.batch_shards and len(old) == old_count:
+      for k, streams in self.shards:
+        for name, packer, _ in streams:
+          packer.set_state(old[k][name])
+      return
+    msg = []
+    for k, streams in self.shards:
+      for name, packer, _ in streams:
+        state, how = resume_position(name, packer, [old[j][name] for j in sorted(old)], old_count)
+        packer.set_state(state)
+        if k == self.shards[0][0]:
+          msg.append(how)
+    logging.warning(
+        "data order cannot carry over: the checkpoint was saved with %d batch shards (mesh.data × mesh.fsdp), "
+        "this run has %d, and each batch shard reads its own records (k::shards). Instead, %s.",
+        old_count, self.batch_shards, "; ".join(msg))
+
+
+def merge_shard_states(saved: dict[str, Any]) -> tuple[int, dict[int, dict[str, Any]]]:
+  """(saved batch-shard count, {shard: {stream: state}}) from every process's saved loader state.
+
+  Checkpoints from before per-shard streams held one stream per process reading records p::P: they read
+  as P batch shards (exact when the new run has P batch shards, e.g. 1 process × 1 device).
+  """
+  shards: dict[int, dict[str, Any]] = {}
+  count = 0
+  for key in sorted(saved, key=lambda s: int(s.rsplit("_", 1)[-1])):
+    state = saved[key]
+    if "shards" in state:
+      count = int(state["batch_shards"])
+      shards.update({int(k): v for k, v in state["shards"].items()})
+    else:  # legacy: {"target": …, "replay": …} of process p
+      count = len(saved)
+      shards[int(key.rsplit("_", 1)[-1])] = state
+  return count, shards
+
+
+def resume_position(name: str, packer, old_states: list[dict[str, int]], old_count: int):
+  """(new state, what was done) for a stream whose batch shard did not exist in the checkpoint.
+
+  Record streams: the saved shards had consumed a fraction f of an epoch on average (epochs + records
+  read / shard size); each new shard starts epoch floor(f) at the same fraction of its own records, so the
+  run continues with about as many tokens seen per record, without restarting the data from the start.
+  Self-replay chunks: every new stream starts after the newest chunk any saved stream sampled, so no sample
+  is reused.
+  """
+  if "chunk" in old_states[0]:
+    chunk = max(int(s["chunk"]) for s in old_states) + 1
+    return {"chunk": chunk, "row": 0}, f"{name} streams sample fresh chunks from chunk {chunk}"
+  epochs = packer.epochs
+  n = epochs.source_len
+  sizes = [len(range(j, n, old_count)) for j in range(old_count)]
+  fractions = [int(s["epoch"]) + int(s["index"]) / max(1, sizes[j] if j < len(sizes) else len(epochs))
+               for j, s in enumerate(old_states)]
+  f = sum(fractions) / len(fractions)
+  epoch = int(math.floor(f))
+  index = min(len(epochs), round((f - epoch) * len(epochs)))
+  state = {"epoch": epoch, "index": index}
+  if isinstance(packer, ConcatPacker):
+    state["offset"] = 0
+  return state, (f"{name} streams restart at epoch {epoch}, {100 * (f - epoch):.1f}% into their shard's "
+                 f"reshuffled records (the saved streams' mean position), so data is neither restarted nor "
+                 "skipped wholesale, though single records may repeat or be missed in this epoch")
