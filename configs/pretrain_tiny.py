@@ -14,7 +14,7 @@ def get_config():
   c.opt.lr = 3e-3
   c.opt.warmup_tokens = 100_000
   c.opt.b2_halflife_tokens = 1_000_000  # β₂ from a half-life in tokens (Marek et al.)
-  c.train.total_tokens = 2_000_000
-  c.train.eval_every_tokens = 500_000
+  c.train.total_tokens = 1_000_000
+  c.train.eval_every_tokens = 250_000
   c.train.checkpoint_every_tokens = 500_000
   return c

@@ -235,6 +235,12 @@ def non_embedding_params(cfg: ModelConfig) -> int:
   return layers * per_block + 2 * d
 
 
+def total_params(cfg: ModelConfig) -> int:
+  """All parameters, computed from the config (equals count_params of an initialised model)."""
+  embeddings = cfg.vocab_size * cfg.d_model * (1 if cfg.tie_embeddings else 2) + cfg.max_len * cfg.d_model
+  return non_embedding_params(cfg) + embeddings
+
+
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
   """6·(non-embedding params + V·D of the output projection) + 12·L·T·D (attention, causal not discounted)."""
   return 6.0 * (non_embedding_params(cfg) + cfg.vocab_size * cfg.d_model) + 12.0 * cfg.num_layers * seq_len * cfg.d_model

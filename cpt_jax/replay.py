@@ -92,3 +92,24 @@ def generate_replay_dataset(workdir: str, out_dir: str, num_tokens: int, seed: i
   path = records.write_dataset(out, name, splits, {"tokens": "tokens"},
                                description=f"self-generated replay from {workdir}, seed {seed}")
   return path
+
+
+def main(argv=None) -> None:
+  import argparse  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(description="Write self-generated replay samples of a run's checkpoint.")
+  parser.add_argument("--workdir", required=True, help="workdir of the (pretraining) run to sample from")
+  parser.add_argument("--out", required=True, help="output directory (the dataset is OUT/self_replay/1.0.0)")
+  parser.add_argument("--tokens", type=int, required=True, help="tokens to sample (rounded up to whole rows)")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--batch", type=int, default=64, help="sequences sampled per call")
+  parser.add_argument("--step", type=int, default=-1, help="checkpoint step (-1: latest)")
+  parser.add_argument("--validation-rows", type=int, default=0)
+  args = parser.parse_args(argv)
+  logging.getLogger().setLevel(logging.INFO)
+  path = generate_replay_dataset(args.workdir, args.out, args.tokens, args.seed, args.batch, args.validation_rows,
+                                 None if args.step < 0 else args.step)
+  print(path)
+
+
+if __name__ == "__main__":
+  main()

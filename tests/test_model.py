@@ -25,7 +25,7 @@ def test_param_count_is_exact(tie):
   params = nnx.to_pure_dict(nnx.state(m, nnx.Param))
   counted = model_lib.count_params(params)
   embeddings = cfg.vocab_size * cfg.d_model * (1 if tie else 2) + cfg.max_len * cfg.d_model
-  assert counted == model_lib.non_embedding_params(cfg) + embeddings
+  assert counted == model_lib.non_embedding_params(cfg) + embeddings == model_lib.total_params(cfg)
 
 
 def test_kv_cache_matches_full_forward():

@@ -27,7 +27,7 @@ def _tfds():
   # Imported lazily: tfds costs ~1 s to import and most entry points never write datasets.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  logging.getLogger("absl").setLevel(logging.WARNING)
+  tfds.disable_progress_bar()
   return tfds
 
 

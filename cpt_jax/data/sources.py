@@ -109,7 +109,11 @@ def open_source(source_cfg, split: str, data_dir: Path, seed: int = 0):
   path = dataset_path(source_cfg, data_dir, seed)
   if source_cfg.kind == "babi":
     from cpt_jax.data.babi import dataset as babi_dataset  # pylint: disable=g-import-not-at-top
-    return babi_dataset.BabiSource(path, split)
+    source = babi_dataset.BabiSource(path, split)
+    if len(source) == 0:
+      raise DataError(f"bAbI split {split!r} at {path} is empty: raise babi_stories "
+                      f"(now {source_cfg.babi_stories} per task; 10 % of them go to each held-out split)")
+    return source
   return RecordSource(path, split)
 
 

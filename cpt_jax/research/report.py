@@ -1,0 +1,83 @@
+"""Reports of studies: tables and figures made from a study's results.csv."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+  rows = []
+  with open(path, newline="", encoding="utf-8") as f:
+    for row in csv.DictReader(f):
+      rows.append({k: _number(v) for k, v in row.items()})
+  return rows
+
+
+def _number(v: str):
+  try:
+    return float(v) if v not in ("", "None") else None
+  except ValueError:
+    return v
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+  """columns: (header, key, format)."""
+  head = "| " + " | ".join(h for h, _, _ in columns) + " |"
+  sep = "|" + "|".join("---" for _ in columns) + "|"
+  body = []
+  for r in rows:
+    cells = []
+    for _, key, fmt in columns:
+      v = r.get(key)
+      cells.append("–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt))
+    body.append("| " + " | ".join(cells) + " |")
+  return "\n".join([head, sep] + body)
+
+
+def quickstart(root: str | Path) -> str:
+  """Forgetting vs target loss and bAbI accuracy of the three quickstart methods; writes .md and .png."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  root = Path(root)
+  rows = sorted(read_results(root / "results.csv"), key=lambda r: str(r["axis_method"]))
+  columns = [("method", "axis_method", "s"), ("replay", "replay_ratio", ".2f"), ("target loss before", "target_loss_before", ".3f"),
+             ("target loss after", "target_loss", ".3f"), ("base loss before", "base_loss_before", ".3f"),
+             ("base loss after", "base_loss", ".3f"), ("forgetting", "forgetting", "+.4f"),
+             ("bAbI accuracy", "babi_accuracy", ".3f"), ("minutes", "wall_seconds", ".1f")]
+  for r in rows:
+    r["wall_seconds"] = r["wall_seconds"] / 60 if r.get("wall_seconds") else None
+  table = markdown_table(rows, columns)
+  by = {r["axis_method"]: r for r in rows}
+  verdict = ""
+  if "no_replay" in by and "self_kl" in by:
+    nr, kl = by["no_replay"], by["self_kl"]
+    ratio = kl["forgetting"] / nr["forgetting"] if nr["forgetting"] else float("nan")
+    target_gap = kl["target_loss"] / nr["target_loss"] - 1
+    ok = ratio <= 0.5 and abs(target_gap) <= 0.05
+    verdict = (f"\nSelf-generated replay with KL: forgetting = {ratio:.2f} × no-replay forgetting, target loss "
+               f"{target_gap:+.1%} vs no replay → {'as the paper finds' if ok else 'NOT as the paper finds'} "
+               "(≤ 0.5× forgetting, target loss within 5 %).\n")
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for r in rows:
+    axes[0].scatter(r["forgetting"], r["target_loss"], s=60)
+    axes[0].annotate(r["axis_method"], (r["forgetting"], r["target_loss"]), textcoords="offset points", xytext=(5, 5))
+  axes[0].set_xlabel("forgetting (base loss after − before, nats)")
+  axes[0].set_ylabel("target (bAbI) loss after")
+  axes[0].axvline(0, color="gray", lw=0.5)
+  axes[1].bar([str(r["axis_method"]) for r in rows], [r["babi_accuracy"] or 0 for r in rows])
+  axes[1].set_ylabel("bAbI exact-match accuracy")
+  fig.suptitle("cpt_jax quickstart: adaptation to bAbI, with and without replay")
+  fig.tight_layout()
+  fig.savefig(root / "quickstart.png", dpi=120)
+  plt.close(fig)
+  text = f"# Quickstart results\n\n{table}\n{verdict}\n![forgetting vs target](quickstart.png)\n"
+  (root / "quickstart.md").write_text(text)
+  return text
+
+
+REPORTS: dict[str, Callable[[str | Path], str]] = {"quickstart": quickstart}

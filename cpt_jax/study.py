@@ -1,0 +1,260 @@
+"""Study runner: a grid of pretrain and adapt runs, each one the ordinary train entry point.
+
+`python -m cpt_jax.study --config configs/study_X.py --workdir DIR [--jobs N] [--status]`
+
+A study config (`get_config()`) holds:
+  pretrain   a full run config (stage=pretrain); one run per model size, saving at every PTPP stage
+  adapt      a full run config (stage=adapt); init_from / init_step are filled in per cell
+  sizes      {label: {config.path: value}} model sizes (overrides of both configs)
+  ptpp       PTPP stages (adaptation starts from the checkpoint at each)
+  axes       [(axis name, [(label, {config.path: value}), ...]), ...] the adaptation grid
+  replay_tokens  tokens of self-generated replay to write per (size, stage) when a cell sets
+                 replay.samples="@generated"; 0 to sample on the fly instead
+Cells are `DIR/cells/<id>/` with their own config.json and checkpoints: a finished cell (summary.json) is
+skipped, an interrupted one resumes, and `DIR/results.csv` collects one row per finished cell.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+from absl import app, flags
+from ml_collections import config_flags
+
+GENERATED = "@generated"
+RESULT_COLUMNS = [
+    "cell", "size", "params", "ptpp", "atpp", "adapt_tokens", "replay_ratio", "replay_kind", "replay_loss",
+    "replay_coeff", "target_loss", "base_loss", "base_loss_before", "target_loss_before", "forgetting",
+    "babi_accuracy", "babi_tasks_passed", "wall_seconds",
+]
+
+
+@dataclasses.dataclass
+class Cell:
+  id: str
+  kind: str  # "pretrain" | "replay" | "adapt"
+  workdir: Path
+  config: dict[str, Any] | None
+  labels: dict[str, str]
+  needs: list[str]
+
+  @property
+  def done(self) -> bool:
+    marker = "summary.json" if self.kind != "replay" else "self_replay/1.0.0/dataset_info.json"
+    return (self.workdir / marker).exists()
+
+
+def _apply(cfg: ml_collections.ConfigDict, overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+  cfg = ml_collections.ConfigDict(cfg.to_dict())
+  for path, value in overrides.items():
+    node = cfg
+    *parents, leaf = path.split(".")
+    for p in parents:
+      node = node[p]
+    if leaf not in node:
+      raise ValueError(f"study override {path}={value!r}: no such config field")
+    node[leaf] = value
+  return cfg
+
+
+def _plain(d) -> dict[str, Any]:
+  return dict(d.to_dict() if hasattr(d, "to_dict") else d)
+
+
+def _num_params(cfg) -> int:
+  """Parameter count of a config's model without building it (vocab = data.vocab_size)."""
+  from cpt_jax import model as model_lib  # pylint: disable=g-import-not-at-top
+  return model_lib.total_params(model_lib.ModelConfig.from_config(cfg.model, cfg.data.vocab_size))
+
+
+def _stage_step(cfg, ptpp: float) -> int:
+  return max(1, math.ceil(ptpp * _num_params(cfg) / (cfg.data.batch_size * cfg.model.max_len)))
+
+
+def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
+  """All runs of the study in dependency order: pretrain per size, replay per (size, stage), adapt cells."""
+  cells: list[Cell] = []
+  stages = [float(p) for p in study.ptpp]
+  for size, size_over in study.sizes.items():
+    size_over = _plain(size_over)
+    pre = _apply(study.pretrain, size_over)
+    with pre.unlocked():
+      pre.stage, pre.train.ptpp, pre.train.total_tokens = "pretrain", max(stages), 0
+      pre.train.save_at_ptpp = ",".join(f"{p:g}" for p in stages)
+    pre_dir = root / "pretrain" / size
+    cells.append(Cell(f"pretrain/{size}", "pretrain", pre_dir, pre.to_dict(), {"size": size}, []))
+    for ptpp in stages:
+      stage_id = f"{size}_ptpp{ptpp:g}"
+      replay_dir = root / "replay" / stage_id
+      needs_replay = study.replay_tokens > 0 and any(
+          _plain(ov).get("replay.samples") == GENERATED for _, values in study.axes for _, ov in values)
+      if needs_replay:
+        cells.append(Cell(f"replay/{stage_id}", "replay", replay_dir,
+                          {"workdir": str(pre_dir), "step": _stage_step(pre, ptpp), "tokens": study.replay_tokens,
+                           "seed": study.pretrain.seed}, {"size": size, "ptpp": f"{ptpp:g}"}, [f"pretrain/{size}"]))
+      for combo in itertools.product(*[values for _, values in study.axes]):
+        labels = {"size": size, "ptpp": f"{ptpp:g}"}
+        overrides = dict(size_over)
+        for (axis, _), (label, ov) in zip(study.axes, combo):
+          labels[axis] = label
+          overrides.update(_plain(ov))
+        if overrides.get("replay.samples") == GENERATED:
+          overrides["replay.samples"] = str(replay_dir / "self_replay" / "1.0.0")
+        cfg = _apply(study.adapt, overrides)
+        with cfg.unlocked():
+          cfg.stage, cfg.init_from, cfg.init_step = "adapt", str(pre_dir), _stage_step(pre, ptpp)
+        cell_id = "_".join([stage_id] + [labels[a] for a, _ in study.axes])
+        needs = [f"pretrain/{size}"] + ([f"replay/{stage_id}"] if needs_replay else [])
+        cells.append(Cell(f"cells/{cell_id}", "adapt", root / "cells" / cell_id, cfg.to_dict(), labels, needs))
+  return cells
+
+
+def _run_cell(cell: Cell, log_dir: Path) -> int:
+  """Runs one cell in its own process (the same entry point a user would call); returns its exit code."""
+  cell.workdir.mkdir(parents=True, exist_ok=True)
+  log = log_dir / (cell.id.replace("/", "__") + ".log")
+  env = dict(os.environ)
+  env.setdefault("JAX_COMPILATION_CACHE_DIR", str(log_dir.parent / "jax_cache"))
+  if cell.kind == "replay":
+    c = cell.config
+    cmd = [sys.executable, "-m", "cpt_jax.replay", "--workdir", c["workdir"], "--out", str(cell.workdir),
+           "--tokens", str(c["tokens"]), "--seed", str(c["seed"]), "--step", str(c["step"])]
+  else:
+    cfg_path = cell.workdir / "cell_config.json"
+    cfg_path.write_text(json.dumps(cell.config, indent=2))
+    cmd = [sys.executable, "-m", "cpt_jax.train", "--config", f"{_configs_dir()}/from_json.py:{cfg_path}",
+           "--workdir", str(cell.workdir)]
+  with open(log, "a", encoding="utf-8") as fh:
+    fh.write(f"\n$ {' '.join(cmd)}\n")
+    fh.flush()
+    return subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, check=False).returncode
+
+
+def _configs_dir() -> str:
+  return str(Path(__file__).resolve().parent.parent / "configs")
+
+
+def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> list[Cell]:
+  """Runs every unfinished cell whose dependencies are done, `jobs` at a time; collects results."""
+  root.mkdir(parents=True, exist_ok=True)
+  (root / "study_config.json").write_text(study.to_json_best_effort(indent=2))
+  cells = expand(study, root)
+  log_dir = root / "logs"
+  log_dir.mkdir(exist_ok=True)
+  failed: set[str] = set()
+  by_id = {c.id: c for c in cells}
+  t0 = time.time()
+  with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+    running: dict[concurrent.futures.Future, Cell] = {}
+    while True:
+      ready = [c for c in cells if not c.done and c.id not in failed and c not in running.values()
+               and all(by_id[n].done for n in c.needs)]
+      blocked = [c for c in cells if not c.done and any(n in failed for n in c.needs)]
+      for c in blocked:
+        failed.add(c.id)
+      while ready and len(running) < jobs:
+        c = ready.pop(0)
+        logging.info("[%s] starting %s", _elapsed(t0), c.id)
+        running[pool.submit(_run_cell, c, log_dir)] = c
+      if not running:
+        break
+      done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+      for fut in done:
+        c = running.pop(fut)
+        rc = fut.result()
+        if rc != 0 or not c.done:
+          failed.add(c.id)
+          logging.error("[%s] %s failed (exit %d); see %s", _elapsed(t0), c.id, rc, log_dir)
+        else:
+          logging.info("[%s] finished %s", _elapsed(t0), c.id)
+        print(progress_table(cells, failed, {x.id for x in running.values()}), flush=True)
+  collect_results(cells, root / "results.csv")
+  if failed:
+    raise RuntimeError(f"{len(failed)} cells failed or were blocked: {sorted(failed)[:5]}; rerun to retry")
+  return cells
+
+
+def _elapsed(t0: float) -> str:
+  return f"{(time.time() - t0) / 60:5.1f} min"
+
+
+def progress_table(cells: list[Cell], failed=frozenset(), running=frozenset()) -> str:
+  counts = {"done": 0, "running": 0, "failed": 0, "pending": 0}
+  lines = []
+  for c in cells:
+    state = "done" if c.done else "running" if c.id in running else "failed" if c.id in failed else "pending"
+    counts[state] += 1
+    lines.append(f"  {state:8s} {c.id}")
+  head = "study: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+  return "\n".join([head] + lines)
+
+
+def result_row(cell: Cell) -> dict[str, Any]:
+  s = json.loads((cell.workdir / "summary.json").read_text())
+  final, before = s["final"], s.get("before", {})
+  return {
+      "cell": cell.id.split("/", 1)[1], "size": cell.labels.get("size"), "params": s["params"],
+      "ptpp": float(cell.labels["ptpp"]), "atpp": s["atpp"], "adapt_tokens": s["tokens"],
+      "replay_ratio": s["replay_ratio"], "replay_kind": s["replay_kind"], "replay_loss": s["replay_loss"],
+      "replay_coeff": s["replay_coeff"], "target_loss": final.get("eval/target/loss"),
+      "base_loss": final.get("eval/base/loss"), "base_loss_before": before.get("eval/base/loss"),
+      "target_loss_before": before.get("eval/target/loss"), "forgetting": final.get("eval/base/forgetting"),
+      "babi_accuracy": final.get("eval/babi/accuracy"), "babi_tasks_passed": final.get("eval/babi/tasks_passed"),
+      "wall_seconds": s["wall_seconds"], **{f"axis_{k}": v for k, v in cell.labels.items()},
+  }
+
+
+def collect_results(cells: list[Cell], path: Path) -> list[dict[str, Any]]:
+  rows = [result_row(c) for c in cells if c.kind == "adapt" and c.done]
+  extra = sorted({k for r in rows for k in r} - set(RESULT_COLUMNS))
+  tmp = path.with_suffix(".tmp")
+  with open(tmp, "w", newline="", encoding="utf-8") as f:
+    writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS + extra)
+    writer.writeheader()
+    writer.writerows(rows)
+  os.replace(tmp, path)
+  return rows
+
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file with get_config().")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Study directory.")
+_JOBS = flags.DEFINE_integer("jobs", 1, "Cells run in parallel (processes).")
+_STATUS = flags.DEFINE_bool("status", False, "Only print the grid's state.")
+
+
+def main(argv):
+  del argv
+  logging.getLogger().setLevel(logging.INFO)
+  if _CONFIG.value is None or not _WORKDIR.value:
+    print("error: --config and --workdir are required", file=sys.stderr)
+    sys.exit(2)
+  root = Path(_WORKDIR.value)
+  if _STATUS.value:
+    print(progress_table(expand(_CONFIG.value, root)))
+    return
+  try:
+    run_study(_CONFIG.value, root, _JOBS.value)
+  except (RuntimeError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  report = _CONFIG.value.get("report", "")
+  if report:
+    from cpt_jax.research import report as report_lib  # pylint: disable=g-import-not-at-top
+    print(report_lib.REPORTS[report](root))
+
+
+if __name__ == "__main__":
+  app.run(main)

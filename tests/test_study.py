@@ -1,0 +1,85 @@
+"""Study runner: grid expansion, cells through the train entry point, skip/resume, results.csv."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from cpt_jax import study
+
+
+def _study_file(tmp_path, corpus_dir) -> Path:
+  path = tmp_path / "study_tiny.py"
+  path.write_text(textwrap.dedent(f'''
+      import ml_collections
+      from cpt_jax.config import default_config
+
+      def get_config():
+        c = default_config()
+        c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.max_len = 1, 32, 2, 32
+        c.data.base.kind, c.data.base.path = "files", "{corpus_dir}/{{split}}_*.txt"
+        c.data.data_dir, c.data.vocab_size, c.data.batch_size = "{tmp_path}/data", 400, 8
+        c.opt.warmup_tokens, c.train.eval_rows, c.train.progress = 0, 8, False
+        c.train.eval_every_tokens = c.train.checkpoint_every_tokens = 8 * 32 * 4
+        a = ml_collections.ConfigDict(c.to_dict())
+        a.data.target.kind, a.data.target.babi_stories, a.data.target.babi_tasks = "babi", 20, "1"
+        a.train.total_tokens = 8 * 32 * 3
+        s = ml_collections.ConfigDict()
+        s.pretrain, s.adapt, s.sizes = c, a, {{"xs": {{}}}}
+        s.ptpp = [0.5, 1.0]
+        s.replay_tokens = 0
+        s.axes = [("r", [("r0", {{}}), ("r50", {{"replay.ratio": 0.5, "replay.kind": "real"}})])]
+        s.report = ""
+        return s
+      '''))
+  return path
+
+
+def test_expand_builds_the_grid_in_dependency_order(tmp_path, corpus_dir):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("study_tiny", _study_file(tmp_path, corpus_dir))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  cells = study.expand(mod.get_config(), tmp_path / "s")
+  assert [c.id for c in cells] == ["pretrain/xs", "cells/xs_ptpp0.5_r0", "cells/xs_ptpp0.5_r50",
+                                   "cells/xs_ptpp1_r0", "cells/xs_ptpp1_r50"]
+  pre = cells[0].config
+  assert pre["train"]["save_at_ptpp"] == "0.5,1" and pre["train"]["ptpp"] == 1.0
+  steps = [c.config["init_step"] for c in cells[1:]]
+  assert steps[0] == steps[1] < steps[2] == steps[3]  # each PTPP stage starts from its own checkpoint
+  assert cells[2].config["replay"]["ratio"] == 0.5 and cells[1].config["replay"]["ratio"] == 0.0
+
+
+@pytest.mark.slow
+def test_killed_study_resumes_without_redoing_cells(tmp_path, corpus_dir):
+  cfg_file = _study_file(tmp_path, corpus_dir)
+  root = tmp_path / "s"
+  cmd = [sys.executable, "-m", "cpt_jax.study", "--config", str(cfg_file), "--workdir", str(root)]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+  first = root / "cells" / "xs_ptpp0.5_r0" / "summary.json"
+  deadline = time.time() + 300
+  while not first.exists() and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.5)
+  assert first.exists(), "the first adapt cell never finished"
+  os.killpg(proc.pid, signal.SIGKILL)  # the runner and the cell it is running
+  proc.wait()
+  mtime = first.stat().st_mtime_ns
+  out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert first.stat().st_mtime_ns == mtime  # finished cell not redone
+  with open(root / "results.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 4
+  for row in rows:
+    assert float(row["target_loss"]) > 0 and row["base_loss_before"] != ""
+    assert float(row["forgetting"]) == pytest.approx(float(row["base_loss"]) - float(row["base_loss_before"]), abs=1e-6)
+  assert {row["replay_ratio"] for row in rows} == {"0.0", "0.5"}
+  status = subprocess.run(cmd + ["--status"], env=env, capture_output=True, text=True, timeout=120, check=False)
+  assert "5 done" in status.stdout
