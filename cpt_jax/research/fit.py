@@ -49,6 +49,12 @@ class FitResult:
   calib: tuple[float, float] = (0.0, 1.0)  # (a, b): log L̂' = a + b·log L̂ (anchors "offset"/"affine")
   free: tuple[str, ...] = ()
 
+  @classmethod
+  def of(cls, form: Form | str, params: Mapping[str, float]) -> "FitResult":
+    """A law with known parameters (not fitted): for synthetic truths and tests."""
+    form = laws.FORMS[form] if isinstance(form, str) else form
+    return cls(form, {k: float(params[k]) for k in form.param_names}, float("nan"), 0, True, 0)
+
   def predict(self, X: Inputs) -> np.ndarray:
     a, b = self.calib
     return np.exp(a + b * np.log(self.form.predict(self.params, X)))
@@ -94,7 +100,7 @@ def _objective(box: _Box, X: Inputs, logy, w, delta, U):
 
 def fit(form: Form | str, X: Inputs, y, *, delta: float = 1e-3, weights=None,
         fixed: Mapping[str, float] | None = None, init: Sequence[Mapping[str, float]] | Mapping[str, float] = (),
-        n_grid: int = 2048, n_starts: int = 6, seed: int = 0, maxiter: int = 1000) -> FitResult:
+        n_grid: int = 2048, n_starts: int = 6, seed: int = 0, maxiter: int = 1000, ftol: float = 1e-14) -> FitResult:
   """Fit `form` to losses `y` at `X`; `fixed` parameters are frozen, `init` adds starting points."""
   form = laws.FORMS[form] if isinstance(form, str) else form
   fixed = dict(fixed or {})
@@ -126,7 +132,7 @@ def fit(form: Form | str, X: Inputs, y, *, delta: float = 1e-3, weights=None,
     for i in order:
       res = optimize.minimize(fun_and_grad, starts[i], jac=True, method="L-BFGS-B",
                               bounds=[(-U_BOUND, U_BOUND)] * p,
-                              options=dict(maxiter=maxiter, ftol=1e-14, gtol=1e-10, maxcor=20))
+                              options=dict(maxiter=maxiter, ftol=ftol, gtol=1e-10, maxcor=20))
       if best is None or res.fun < best.fun:
         best = res
   theta = box.theta(best.x[None])[0]
@@ -219,6 +225,8 @@ class Forecast:
   y_eval: np.ndarray
   metrics: dict[str, float]              # held-out metrics of the fit as it is
   metrics_anchored: dict[str, float] | None
+  eval_rows: np.ndarray                  # table rows scored (held-out stage minus anchors)
+  anchor_rows: np.ndarray                # table rows used as anchors
 
   @property
   def best(self) -> dict[str, float]:
@@ -255,5 +263,5 @@ def forecast(table: Mapping[str, np.ndarray], forms: Sequence[str] = laws.ADAPTA
     if anchors:
       ra = recalibrate(r, Xf, yf, Xa, ya, anchor_method, anchor_share=anchor_share, delta=delta)
       ma = all_metrics(ra.predict(Xe), ye, delta)
-    out[name] = Forecast(r, ra, Xe, ye, m, ma)
+    out[name] = Forecast(r, ra, Xe, ye, m, ma, eval_rows, anchor_rows)
   return out

@@ -77,8 +77,10 @@ class Inputs:
 
   @classmethod
   def make(cls, params, ptpp, adapt_tokens, replay_ratio, target: str = "target_loss") -> "Inputs":
-    """From raw units (parameters, PTPP, tokens, replay ratio) for the loss named by `target`."""
-    b = np.broadcast_arrays(*(np.asarray(v, np.float64) for v in (params, ptpp, adapt_tokens, replay_ratio)))
+    """From raw units (parameters, PTPP, tokens, replay ratio) for the loss named by `target`; scalars and
+    arrays broadcast together and flatten to one run per element."""
+    b = [np.ravel(v) for v in np.broadcast_arrays(
+        *(np.asarray(v, np.float64) for v in (params, ptpp, adapt_tokens, replay_ratio)))]
     return cls(b[0] / N_UNIT, b[1], b[2] / D_UNIT, domain_share(b[3], target))
 
   @classmethod

@@ -1,0 +1,107 @@
+"""Fit adaptation scaling laws on early PTPP stages and score their forecast of a later stage.
+
+    python tools/fit_laws.py RESULTS.csv --fit-ptpp 15,31 --test-ptpp 279 --anchors 20 [--target base_loss]
+        [--forms dcpt,gated_floor] [--anchor-method refit|offset|affine] [--delta 1e-3] [--out DIR] [--json]
+
+Prints one row of held-out metrics per form (anchors excluded from the scored rows; with --anchors k
+also the anchored row), writes DIR/heldout_<target>_<form>.png (observed vs predicted on the held-out
+stage) and DIR/fits_<target>.json (fitted parameters). DIR defaults to <CSV stem>_laws/ next to the CSV.
+With --json, prints only {form: {huber_log, mae_rel, calibration_slope, rmse, mape}} for the held-out
+stage (anchored when --anchors > 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cpt_jax.research import fit, laws, synthetic  # noqa: E402
+from cpt_jax.research.metrics import METRIC_NAMES  # noqa: E402
+
+
+def floats(s: str) -> list[float]:
+  return [float(v) for v in s.split(",") if v]
+
+
+def plot_heldout(fc: fit.Forecast, name: str, target: str, path: Path) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(4.6, 4.4))
+  y = fc.y_eval
+  ax.scatter(y, fc.fit.predict(fc.X_eval), s=10, label=f"fit (MAE_rel {fc.metrics['mae_rel']:.3f})")
+  if fc.anchored is not None:
+    ax.scatter(y, fc.anchored.predict(fc.X_eval), s=10, marker="x",
+               label=f"anchored (MAE_rel {fc.metrics_anchored['mae_rel']:.3f})")
+  lo, hi = ax.get_xlim()
+  ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlabel(f"observed {target}")
+  ax.set_ylabel(f"predicted {target}")
+  ax.set_title(f"{name}: held-out stage")
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def main(argv=None) -> int:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap.add_argument("csv", type=Path)
+  ap.add_argument("--fit-ptpp", type=floats, required=True, help="comma-separated PTPP stages to fit on")
+  ap.add_argument("--test-ptpp", type=floats, required=True, help="comma-separated held-out PTPP stages")
+  ap.add_argument("--anchors", type=int, default=0, help="measured held-out points used to recalibrate")
+  ap.add_argument("--anchor-method", default="refit", choices=fit.ANCHOR_METHODS)
+  ap.add_argument("--anchor-seed", type=int, default=0)
+  ap.add_argument("--target", default="target_loss", choices=("target_loss", "base_loss"))
+  ap.add_argument("--forms", default=",".join(laws.ADAPTATION_FORMS), help="comma-separated form names")
+  ap.add_argument("--delta", type=float, default=1e-3, help="Huber δ on log loss (fit and metric)")
+  ap.add_argument("--seed", type=int, default=0, help="seed of the Sobol starting grid")
+  ap.add_argument("--out", type=Path, default=None)
+  ap.add_argument("--json", action="store_true")
+  args = ap.parse_args(argv)
+
+  forms = [f for f in args.forms.split(",") if f]
+  unknown = [f for f in forms if f not in laws.FORMS]
+  if unknown:
+    ap.error(f"unknown forms {unknown}; known: {sorted(laws.FORMS)}")
+  table = synthetic.load_results(args.csv)
+  t0 = time.perf_counter()
+  res = fit.forecast(table, forms, fit_ptpp=args.fit_ptpp, test_ptpp=args.test_ptpp, target=args.target,
+                     anchors=args.anchors, anchor_method=args.anchor_method, anchor_seed=args.anchor_seed,
+                     delta=args.delta, seed=args.seed)
+  seconds = time.perf_counter() - t0
+  if args.json:
+    print(json.dumps({name: fc.best for name, fc in res.items()}, indent=1))
+    return 0
+
+  out = args.out or args.csv.parent / f"{args.csv.stem}_laws"
+  out.mkdir(parents=True, exist_ok=True)
+  n_eval = len(next(iter(res.values())).y_eval)
+  print(f"{args.target}: fit on PTPP {args.fit_ptpp}, scored on PTPP {args.test_ptpp} "
+        f"({n_eval} rows; {args.anchors} anchors, method {args.anchor_method}, excluded); {seconds:.1f} s")
+  head = f"{'form':16s} {'anchors':>7s} " + " ".join(f"{m:>17s}" for m in METRIC_NAMES)
+  print(head)
+  print("-" * len(head))
+  for name, fc in res.items():
+    rows = [(0, fc.metrics)] + ([(args.anchors, fc.metrics_anchored)] if fc.anchored is not None else [])
+    for k, m in rows:
+      print(f"{name:16s} {k:7d} " + " ".join(f"{m[c]:17.6g}" for c in METRIC_NAMES))
+    plot_heldout(fc, name, args.target, out / f"heldout_{args.target}_{name}.png")
+  params = {name: {"params": fc.fit.params, "objective": fc.fit.objective, "formula": fc.fit.form.formula,
+                   "anchored_params": fc.anchored.params if fc.anchored else None,
+                   "anchored_calib": fc.anchored.calib if fc.anchored else None}
+            for name, fc in res.items()}
+  (out / f"fits_{args.target}.json").write_text(json.dumps(params, indent=1))
+  print(f"plots and fitted parameters in {out}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
