@@ -142,7 +142,7 @@ def test_fit_laws_cli(tmp_path, capsys):
   t = synthetic.subsample(synthetic.make_table(seed=1), 120, seed=1)
   synthetic.write_results(t, tmp_path / "results.csv")
   cmd = [sys.executable, "tools/fit_laws.py", str(tmp_path / "results.csv"), "--fit-ptpp", "15,31,63",
-         "--test-ptpp", "279", "--anchors", "10", "--forms", "dcpt,ptpp_modulated"]
+         "--test-ptpp", "279", "--anchors", "10", "--forms", "dcpt,ptpp_modulated", "--starts", "2"]
   out = subprocess.run(cmd + ["--json"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
   got = json.loads(out)
   assert set(got) == {"dcpt", "ptpp_modulated"}

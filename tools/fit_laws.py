@@ -63,6 +63,7 @@ def main(argv=None) -> int:
   ap.add_argument("--forms", default=",".join(laws.ADAPTATION_FORMS), help="comma-separated form names")
   ap.add_argument("--delta", type=float, default=1e-3, help="Huber δ on log loss (fit and metric)")
   ap.add_argument("--seed", type=int, default=0, help="seed of the Sobol starting grid")
+  ap.add_argument("--starts", type=int, default=6, help="L-BFGS starts per fit (best of the Sobol grid)")
   ap.add_argument("--out", type=Path, default=None)
   ap.add_argument("--json", action="store_true")
   args = ap.parse_args(argv)
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
   t0 = time.perf_counter()
   res = fit.forecast(table, forms, fit_ptpp=args.fit_ptpp, test_ptpp=args.test_ptpp, target=args.target,
                      anchors=args.anchors, anchor_method=args.anchor_method, anchor_seed=args.anchor_seed,
-                     delta=args.delta, seed=args.seed)
+                     delta=args.delta, seed=args.seed, n_starts=args.starts)
   seconds = time.perf_counter() - t0
   if args.json:
     print(json.dumps({name: fc.best for name, fc in res.items()}, indent=1))

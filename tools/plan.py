@@ -31,13 +31,14 @@ def floats(s: str) -> list[float]:
   return [float(v) for v in s.split(",") if v]
 
 
-def choose_form(table, target: str, stages: list[float], name: str) -> tuple[str, str]:
+def choose_form(table, target: str, stages: list[float], name: str, **fit_kw) -> tuple[str, str]:
   """(form name, why): `name` itself, or with 'auto' the best forecaster of the latest stage."""
   if name != "auto":
     return name, "given"
   if len(stages) < 2:
     return "dcpt", "auto: one PTPP stage, no PTPP dependence can be fitted"
-  res = fit.forecast(table, laws.ADAPTATION_FORMS, fit_ptpp=stages[:-1], test_ptpp=stages[-1:], target=target)
+  res = fit.forecast(table, laws.ADAPTATION_FORMS, fit_ptpp=stages[:-1], test_ptpp=stages[-1:], target=target,
+                     **fit_kw)
   best = min(res, key=lambda k: res[k].metrics["huber_log"])
   return best, f"auto: lowest held-out Huber-on-log at PTPP {stages[-1]:g} fitted on {stages[:-1]}"
 
@@ -57,6 +58,7 @@ def main(argv=None) -> int:
   ap.add_argument("--base-form", default="auto", help="base-loss form, or auto")
   ap.add_argument("--fit-ptpp", type=floats, default=None, help="stages to fit on (default: all)")
   ap.add_argument("--base-loss-before", type=float, default=None)
+  ap.add_argument("--starts", type=int, default=6, help="L-BFGS starts per fit (best of the Sobol grid)")
   ap.add_argument("--plot", type=Path, default=None)
   ap.add_argument("--json", action="store_true")
   args = ap.parse_args(argv)
@@ -72,8 +74,8 @@ def main(argv=None) -> int:
   sub = {k: np.asarray(v)[rows] for k, v in table.items()}
   laws_fitted, why = {}, {}
   for target, name in (("target_loss", args.form), ("base_loss", args.base_form)):
-    form, why[target] = choose_form(sub, target, stages, name)
-    laws_fitted[target] = fit.fit(form, laws.Inputs.from_table(sub, target), sub[target])
+    form, why[target] = choose_form(sub, target, stages, name, n_starts=args.starts)
+    laws_fitted[target] = fit.fit(form, laws.Inputs.from_table(sub, target), sub[target], n_starts=args.starts)
   if args.base_loss_before is not None:
     before, source = args.base_loss_before, "given"
   else:

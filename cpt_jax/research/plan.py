@@ -143,9 +143,11 @@ def plot(p: Plan, path) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from matplotlib.colors import ListedColormap
   s = p.setting
   fig, ax = plt.subplots(figsize=(6.4, 4.4))
-  ax.pcolormesh(p.grid_atpp, p.grid_replay, p.mask, cmap="Greens", vmin=-0.3, vmax=1.3, shading="nearest")
+  ax.pcolormesh(p.grid_atpp, p.grid_replay, p.mask.astype(float), cmap=ListedColormap(["#eeeeee", "#8fd19e"]),
+                vmin=0, vmax=1, shading="nearest")
   ct = ax.contour(p.grid_atpp, p.grid_replay, p.grid_target, levels=[s["max_target_loss"]], colors="C0")
   cf = ax.contour(p.grid_atpp, p.grid_replay, p.grid_forgetting, levels=[s["max_forgetting"]], colors="C3")
   handles = [plt.Line2D([], [], color="C0", label=f"target loss = {s['max_target_loss']:g}"),
