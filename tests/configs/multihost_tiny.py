@@ -1,7 +1,8 @@
 """Tiny config for the multi-process tests (the sizes of tests/conftest.py's factory).
 
 The corpus comes from the environment: CPT_JAX_TEST_CORPUS is a glob with {split} (e.g. DIR/{split}_*.txt),
-CPT_JAX_TEST_DATA a data dir for the tokenizer; both are set by tests/test_multihost.py.
+CPT_JAX_TEST_DATA a data dir,
+CPT_JAX_TEST_TOKENIZER a SentencePiece model (empty: trained from the corpus); all are set by tests/test_multihost.py.
 """
 
 import os
@@ -15,13 +16,14 @@ def get_config():
   c.data.base.kind = "files"
   c.data.base.path = os.environ.get("CPT_JAX_TEST_CORPUS", "")
   c.data.data_dir = os.environ.get("CPT_JAX_TEST_DATA", "")
+  c.data.tokenizer = os.environ.get("CPT_JAX_TEST_TOKENIZER", "")
   c.data.vocab_size = 400
   c.data.batch_size = 8
-  c.opt.warmup_tokens = 1024
+  c.opt.warmup_tokens = 256
   c.opt.lr = 1e-2
   c.train.total_tokens = 8 * 32 * 6
   c.train.eval_every_tokens = 8 * 32 * 3
-  c.train.checkpoint_every_tokens = 8 * 32 * 3
+  c.train.checkpoint_every_tokens = 8 * 32 * 4
   c.train.eval_rows = 8
   c.train.log_every_steps = 1
   c.train.progress = False
