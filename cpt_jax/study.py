@@ -10,6 +10,9 @@ A study config (`get_config()`) holds:
   axes       [(axis name, [(label, {config.path: value}), ...]), ...] the adaptation grid
   replay_tokens  tokens of self-generated replay to write per (size, stage) when a cell sets
                  replay.samples="@generated"; 0 to sample on the fly instead
+  pretrained     optional {size: workdir of an existing pretraining run} to reuse instead of pretraining:
+                 its model must match the size's, its train.save_at_ptpp must cover `ptpp`, and it must
+                 be finished (summary.json) before adapt cells start
 Cells are `DIR/cells/<id>/` with their own config.json and checkpoints: a finished cell (summary.json) is
 skipped, an interrupted one resumes, and `DIR/results.csv` collects one row per finished cell.
 """
@@ -56,6 +59,10 @@ class Cell:
     marker = "summary.json" if self.kind != "replay" else "self_replay/1.0.0/dataset_info.json"
     return (self.workdir / marker).exists()
 
+  @property
+  def reused(self) -> bool:
+    return self.kind == "pretrain" and self.config is None
+
 
 def _apply(cfg: ml_collections.ConfigDict, overrides: dict[str, Any]) -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict(cfg.to_dict())
@@ -95,7 +102,11 @@ def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
       pre.stage, pre.train.ptpp, pre.train.total_tokens = "pretrain", max(stages), 0
       pre.train.save_at_ptpp = ",".join(f"{p:g}" for p in stages)
     pre_dir = root / "pretrain" / size
-    cells.append(Cell(f"pretrain/{size}", "pretrain", pre_dir, pre.to_dict(), {"size": size}, []))
+    reused = _plain(study.get("pretrained", None) or {}).get(size)
+    if reused:
+      pre_dir = Path(reused).resolve()
+      pre = _reused_pretrain(pre, pre_dir, stages, size)
+    cells.append(Cell(f"pretrain/{size}", "pretrain", pre_dir, None if reused else pre.to_dict(), {"size": size}, []))
     for ptpp in stages:
       stage_id = f"{size}_ptpp{ptpp:g}"
       replay_dir = root / "replay" / stage_id
@@ -120,6 +131,40 @@ def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
         needs = [f"pretrain/{size}"] + ([f"replay/{stage_id}"] if needs_replay else [])
         cells.append(Cell(f"cells/{cell_id}", "adapt", root / "cells" / cell_id, cfg.to_dict(), labels, needs))
   return cells
+
+
+def _reused_pretrain(pre: ml_collections.ConfigDict, pre_dir: Path, stages: list[float], size: str):
+  """The config of an existing pretraining run that stands in for a size's pretrain cell (checked)."""
+  where = f"study.pretrained[{size!r}]={str(pre_dir)!r}"
+  if not (pre_dir / "config.json").exists():
+    raise ValueError(f"{where}: no pretraining run there (missing config.json)")
+  run = ml_collections.ConfigDict(json.loads((pre_dir / "config.json").read_text()))
+  if run.stage != "pretrain":
+    raise ValueError(f"{where}: is a {run.stage} run, not a pretraining run")
+  for field, mine, theirs in (("model", _plain(pre.model), _plain(run.model)),
+                              ("data.vocab_size", pre.data.vocab_size, run.data.vocab_size)):
+    if mine != theirs:
+      raise ValueError(f"{where}: its {field} {theirs} differs from the study's size {size!r}: {mine}")
+  saved = {round(float(x), 9) for x in run.train.save_at_ptpp.split(",") if x.strip()}
+  missing = [f"{p:g}" for p in stages if round(p, 9) not in saved]
+  if missing:
+    raise ValueError(f"{where}: its train.save_at_ptpp={run.train.save_at_ptpp!r} lacks the study's PTPP "
+                     f"stages {missing}; pretrain again with them or drop them from study.ptpp")
+  return run
+
+
+def _check_reused(cells: list[Cell]) -> None:
+  """A reused pretraining run must be finished and hold a checkpoint at each stage its adapt cells start from."""
+  reused = {str(c.workdir): c for c in cells if c.reused}
+  for c in reused.values():
+    if not c.done:
+      raise ValueError(f"reused pretraining run {c.workdir} is not finished (no summary.json); finish it "
+                       "(rerun its python -m cpt_jax.train command) before this study")
+  for c in cells:
+    if c.kind == "adapt" and c.config["init_from"] in reused \
+        and not (Path(c.config["init_from"]) / "checkpoints" / str(c.config["init_step"])).is_dir():
+      raise ValueError(f"{c.id}: the reused pretraining run {c.config['init_from']} has no checkpoint at step "
+                       f"{c.config['init_step']} (PTPP {c.labels['ptpp']})")
 
 
 def _run_cell(cell: Cell, log_dir: Path) -> int:
@@ -152,9 +197,11 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
   root.mkdir(parents=True, exist_ok=True)
   (root / "study_config.json").write_text(study.to_json_best_effort(indent=2))
   cells = expand(study, root)
+  _check_reused(cells)
   log_dir = root / "logs"
   log_dir.mkdir(exist_ok=True)
   failed: set[str] = set()
+  started: set[str] = set()
   by_id = {c.id: c for c in cells}
   t0 = time.time()
   with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -168,6 +215,7 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
       while ready and len(running) < jobs:
         c = ready.pop(0)
         logging.info("[%s] starting %s", _elapsed(t0), c.id)
+        started.add(c.id)
         running[pool.submit(_run_cell, c, log_dir)] = c
       if not running:
         break
@@ -182,6 +230,10 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
           logging.info("[%s] finished %s", _elapsed(t0), c.id)
         print(progress_table(cells, failed, {x.id for x in running.values()}), flush=True)
   collect_results(cells, root / "results.csv")
+  ran = [c.id for c in cells if c.id in started]
+  with open(root / "invocations.jsonl", "a", encoding="utf-8") as f:  # the runner's timing, for reports
+    f.write(json.dumps({"started": t0, "finished": time.time(), "seconds": time.time() - t0, "cells_run": ran,
+                        "failed": sorted(failed), "jobs": jobs, "argv": sys.argv}) + "\n")
   if failed:
     raise RuntimeError(f"{len(failed)} cells failed or were blocked: {sorted(failed)[:5]}; rerun to retry")
   return cells

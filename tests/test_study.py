@@ -83,3 +83,36 @@ def test_killed_study_resumes_without_redoing_cells(tmp_path, corpus_dir):
   assert {row["replay_ratio"] for row in rows} == {"0.0", "0.5"}
   status = subprocess.run(cmd + ["--status"], env=env, capture_output=True, text=True, timeout=120, check=False)
   assert "5 done" in status.stdout
+
+
+def test_expand_reuses_an_existing_pretraining_run(tmp_path, corpus_dir):
+  import importlib.util
+  import json
+  spec = importlib.util.spec_from_file_location("study_tiny", _study_file(tmp_path, corpus_dir))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  s = mod.get_config()
+  run = tmp_path / "old_pretrain"
+  run.mkdir()
+  cfg = s.pretrain.to_dict()
+  cfg["train"]["save_at_ptpp"] = "0.25,0.5,1"
+  (run / "config.json").write_text(json.dumps(cfg))
+  s.pretrained = {"xs": str(run)}
+  cells = study.expand(s, tmp_path / "s")
+  assert cells[0].reused and cells[0].workdir == run and not cells[0].done
+  assert {c.config["init_from"] for c in cells[1:]} == {str(run)}
+  with pytest.raises(ValueError, match="not finished"):
+    study._check_reused(cells)  # pylint: disable=protected-access
+  (run / "summary.json").write_text("{}")
+  with pytest.raises(ValueError, match="no checkpoint at step"):
+    study._check_reused(cells)  # pylint: disable=protected-access
+  for c in cells[1:]:
+    (run / "checkpoints" / str(c.config["init_step"])).mkdir(parents=True, exist_ok=True)
+  study._check_reused(cells)  # pylint: disable=protected-access
+  s.ptpp = [0.5, 2.0]
+  with pytest.raises(ValueError, match=r"lacks the study's PTPP stages \['2'\]"):
+    study.expand(s, tmp_path / "s")
+  s.ptpp = [0.5]
+  s.pretrain.model.d_model = 64
+  with pytest.raises(ValueError, match="model"):
+    study.expand(s, tmp_path / "s")

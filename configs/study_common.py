@@ -1,0 +1,100 @@
+"""Shared pieces of the three seed studies (configs/study_babi.py, study_forgetting.py, study_ptpp.py).
+
+Small (CPU) scale: one ~0.63M-parameter GPT-2 (2 layers, d=96, T=128, vocab 4096) pretrained once on the
+English corpus, saving a checkpoint at every PTPP stage any study needs; each study reuses it
+(`s.pretrained`) instead of pretraining again:
+
+  python -m cpt_jax.train --config configs/study_common.py --workdir runs/pretrain_small
+
+Full (GPU/TPU) scale: `pretrain_config("full")`, a ~124M-parameter GPT-2 (12 layers, d=768, T=1024,
+vocab 32k, batch 256), which each study pretrains itself (or reuses, if you set `s.pretrained`).
+"""
+
+import ml_collections
+
+from cpt_jax.config import default_config
+
+# PTPP stages kept by the shared small pretraining run (union of every study's stages)
+SMALL_STAGES = (1, 2, 4, 8)
+SMALL_PRETRAIN_DIR = "runs/pretrain_small"
+
+
+def pretrain_config(scale: str = "small") -> ml_collections.ConfigDict:
+  c = default_config()
+  if scale == "small":
+    c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.max_len = 2, 96, 3, 128
+    c.data.vocab_size, c.data.batch_size = 4096, 32
+    c.opt.lr, c.opt.warmup_tokens, c.opt.b2_halflife_tokens = 3e-3, 200_000, 1_000_000
+    c.train.eval_every_tokens = 1_000_000
+    c.train.checkpoint_every_tokens = 1_000_000
+    c.train.eval_rows = 64
+  elif scale == "full":
+    c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.max_len = 12, 768, 12, 1024
+    c.model.compute_dtype = "bfloat16"
+    c.data.vocab_size, c.data.batch_size = 32_768, 256
+    c.opt.lr, c.opt.warmup_tokens, c.opt.b2_halflife_tokens = 1e-3, 50_000_000, 10_000_000
+    c.train.eval_every_tokens = 200_000_000
+    c.train.checkpoint_every_tokens = 500_000_000
+    c.train.eval_rows = 512
+  else:
+    raise ValueError(f"scale must be small or full, not {scale!r}")
+  return c
+
+
+def adapt_base(scale: str = "small") -> ml_collections.ConfigDict:
+  """The adapt stage common to the studies: fresh cosine schedule, evals at the end."""
+  c = pretrain_config(scale)
+  c.stage = "adapt"
+  if scale == "small":
+    c.opt.lr, c.opt.warmup_tokens, c.opt.schedule = 1e-3, 20_000, "cosine"
+    c.train.eval_every_tokens = 10_000_000  # only the before/after evals
+    c.train.checkpoint_every_tokens = 1_000_000
+  else:
+    c.opt.lr, c.opt.warmup_tokens, c.opt.schedule = 3e-4, 10_000_000, "cosine"
+    c.train.eval_every_tokens = 1_000_000_000
+    c.train.checkpoint_every_tokens = 500_000_000
+  return c
+
+
+def new_study(scale: str, target_kind: str, target_name: str):
+  """(study, adapt config): the study's pretrain config, sizes and (small) the reused pretraining run."""
+  s = ml_collections.ConfigDict()
+  s.pretrain = pretrain_config(scale)
+  s.sizes = {scale: {}}
+  if scale == "small":
+    s.pretrained = {"small": SMALL_PRETRAIN_DIR}
+  a = adapt_base(scale)
+  a.data.target.kind, a.data.target.name = target_kind, target_name
+  return s, a
+
+
+def replay(ratio: float, kind: str = "real", loss: str = "ntp", coeff: float = 1.0) -> dict:
+  """Overrides of one replay setting (none for ratio 0); kind "self" reads the study's generated samples."""
+  if not ratio:
+    return {}
+  ov = {"replay.ratio": ratio, "replay.kind": kind, "replay.loss": loss, "replay.coeff": coeff}
+  if kind == "self":
+    ov["replay.samples"] = "@generated"
+  return ov
+
+
+def replay_axis(ratios) -> list:
+  """[("r12p5", overrides of 12.5 % real NTP replay), ...]"""
+  return [(f"r{r * 100:g}".replace(".", "p"), replay(r)) for r in ratios]
+
+
+def tokens_label(n: float) -> str:
+  """40000 → '40k', 3.16e8 → '316M' (cell names)."""
+  for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    if n >= scale:
+      return f"{n / scale:.3g}{unit}"
+  return f"{n:g}"
+
+
+def get_config():
+  """The shared small pretraining run (stage=pretrain, saved at SMALL_STAGES)."""
+  c = pretrain_config("small")
+  c.train.ptpp = float(max(SMALL_STAGES))
+  c.train.total_tokens = 0
+  c.train.save_at_ptpp = ",".join(f"{p:g}" for p in SMALL_STAGES)
+  return c

@@ -1,0 +1,52 @@
+"""Study 3 (seed 002, Goffinet, Bergsma et al. 2025): PTPP-aware adaptation scaling laws, English → Spanish.
+
+One pretraining run saved at three PTPP stages; at each, an adaptation grid ATPP × replay ratio (real
+English replay, next-token loss). The report fits the laws (cpt_jax/research/fit.py: D-CPT and the
+PTPP-aware forms) on the early stages, forecasts the last stage's target (Spanish) and base (English)
+losses with and without anchors (measured points of the last stage), and plans the cheapest (ATPP, replay)
+meeting a target-loss and a forgetting threshold (cpt_jax/research/plan.py), checked against the grid.
+
+  small (2 CPU cores, ~15 min; reuses the shared pretraining run of configs/study_common.py):
+    python -m cpt_jax.train --config configs/study_common.py --workdir runs/pretrain_small
+    python -m cpt_jax.study --config configs/study_ptpp.py --workdir runs/study_ptpp
+    python tools/report.py runs/study_ptpp
+  full (GPU/TPU: 124M GPT-2 at PTPP 15, 31, 279 as in the paper; 4 ATPP × 5 replay ratios per stage):
+    python -m cpt_jax.study --config configs/study_ptpp.py:full --workdir gs://…/study_ptpp --jobs 4
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import study_common as common  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def get_config(scale: str = "small"):
+  s, a = common.new_study(scale, "corpus", "spanish")
+  a.train.total_tokens = 0
+  if scale == "small":
+    s.ptpp = [1, 2, 8]  # fit on 1 and 2, forecast 8 (the paper: fit on 15 and 31, forecast 279)
+    atpps = [0.05, 0.1, 0.2]
+    ratios = [0, 0.25, 0.5]
+    anchors = 3
+  else:
+    s.ptpp = [15, 31, 279]
+    atpps = [0.5, 1, 2, 4]
+    ratios = [0, 0.0625, 0.125, 0.25, 0.5]
+    anchors = 5
+  a.train.atpp = atpps[0]  # each cell sets its own
+  s.adapt = a
+  s.replay_tokens = 0
+  s.axes = [
+      ("atpp", [(f"a{x:g}", {"train.atpp": x}) for x in atpps]),
+      ("replay", common.replay_axis(ratios)),
+  ]
+  s.report = "ptpp"
+  s.claims = {
+      "anchors": anchors,  # measured points of the held-out stage used to recalibrate
+      # planning thresholds, relative to the held-out stage's measured grid: target loss ≤ its median,
+      # forgetting ≤ half the mean no-replay forgetting
+      "plan_target_quantile": 0.5,
+      "plan_forgetting_share": 0.5,
+  }
+  return s
