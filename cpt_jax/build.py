@@ -181,18 +181,12 @@ def replay_stream(cfg, tokenizer: Tokenizer, data_dir: Path, bundle: ModelBundle
   else:
     from cpt_jax import sampling  # pylint: disable=g-import-not-at-top
     from cpt_jax.replay import SelfReplayStream  # pylint: disable=g-import-not-at-top
+    if bundle.cfg.max_len != row_len:
+      raise config_lib.ConfigError(f"config field model.max_len: replay rows need a context of {row_len}")
     sampler = sampling.make_sampler(bundle.graphdef, bundle.cfg, cfg.replay.chunk_sequences)
-
-    def self_stream(shard: int, shards: int):
-      del shards
-      stream = SelfReplayStream(bundle.graphdef, bundle.cfg, teacher_params, cfg.seed + 2,
-                                cfg.replay.chunk_sequences, row_len)
-      # One key per batch shard (not per process) and one compiled sampler shared by all shards.
-      stream._key = jax.random.fold_in(jax.random.key(cfg.seed + 2), shard)  # pylint: disable=protected-access
-      stream._sampler = sampler  # pylint: disable=protected-access
-      return stream
-
-    return self_stream
+    # One key per batch shard (not per process), one compiled sampler shared by all shards.
+    return lambda shard, shards: SelfReplayStream(
+        sampler, teacher_params, jax.random.fold_in(jax.random.key(cfg.seed + 2), shard), cfg.replay.chunk_sequences)
   return lambda shard, shards: pipeline.make_packer(source, tokenizer, row_len, cfg.seed + 1, True, shard, shards)
 
 

@@ -1,7 +1,7 @@
 """Self-generated replay: rows sampled from the frozen start model (BOS prompt, temperature 1, full
 context), either written ahead as a dataset or sampled on the fly in chunks during adaptation.
 
-On the fly, chunk c is sampled with key fold_in(fold_in(seed, process), c) and used once: the stream's state
+On the fly, chunk c of batch shard k is sampled with key fold_in(fold_in(seed, k), c) and used once: the stream's state
 is (chunk, row), so a resumed run regenerates the same chunk and continues at the same row, and no sample
 is ever reused.
 """
@@ -21,14 +21,10 @@ from cpt_jax.data.pipeline import Row
 
 
 class SelfReplayStream:
-  """A packer-like stream of replay rows sampled in chunks of `chunk_rows` from `params`."""
+  """A packer-like stream of replay rows: chunks of rows from `sampler(params, fold_in(key, chunk))`."""
 
-  def __init__(self, graphdef, model_cfg, params, seed: int, chunk_rows: int, row_len: int):
-    if row_len != model_cfg.max_len:
-      raise ValueError(f"replay rows of {row_len} tokens need a model context of {row_len}, not {model_cfg.max_len}")
-    self._sampler = sampling.make_sampler(graphdef, model_cfg, chunk_rows)
-    self._params, self._chunk_rows = params, chunk_rows
-    self._key = jax.random.fold_in(jax.random.key(seed), jax.process_index())
+  def __init__(self, sampler, params, key, chunk_rows: int):
+    self._sampler, self._params, self._key, self._chunk_rows = sampler, params, key, chunk_rows
     self.chunk, self.row, self._rows = 0, 0, None
 
   @property
