@@ -1,0 +1,36 @@
+"""tools/bench.py --quick: every figure of issue 8 is present and sane (no timing thresholds here)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ("train_tokens_per_sec", "mfu", "flops_per_token", "kl_cost_ratio", "sampler_vs_train", "sampler_vs_recompute",
+        "data_vs_step", "checkpoint_overhead", "compile_seconds", "device", "goals", "passed")
+
+
+def _positive(x):
+  return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_quick_bench_prints_every_figure(tmp_path):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  proc = subprocess.run([sys.executable, str(ROOT / "tools" / "bench.py"), "--quick", "--reps", "2"], env=env,
+                        capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  r = json.loads(proc.stdout)
+  missing = [k for k in KEYS if k not in r]
+  assert not missing, missing
+  for k in ("train_tokens_per_sec", "sampler_vs_train", "sampler_vs_recompute", "data_vs_step", "compile_seconds"):
+    assert _positive(r[k]), (k, r[k])
+  assert 0 < r["mfu"] < 5  # vs a measured matmul peak: noisy, but never negative or absurd
+  assert set(r["kl_cost_ratio"]) == {"0.25", "0.5"} and all(_positive(v) for v in r["kl_cost_ratio"].values())
+  assert r["checkpoint_overhead"] >= 0 and math.isfinite(r["checkpoint_overhead"])
+  f = r["flops_per_token"]
+  assert f["value"] == 6 * (f["non_embedding_params"] + f["V*D"]) + 12 * f["L"] * f["T"] * f["D"]
+  assert "6*(non-embedding params + V*D) + 12*L*T*D" == f["accounting"]
+  assert r["device"].startswith("cpu")
+  assert set(r["passed"]) == set(r["goals"]) and all(isinstance(v, bool) for v in r["passed"].values())
