@@ -44,11 +44,12 @@ def test_refinement_is_feasible_and_never_costlier(fitted):
   coarse = plan.plan(tl, bl, base_loss_before=before, max_atpp=100, n_atpp=60, n_replay=26, refine=0, **SETTING)
   fine = plan.plan(tl, bl, base_loss_before=before, max_atpp=100, n_atpp=60, n_replay=26, refine=3, **SETTING)
   assert fine.feasible and fine.atpp <= coarse.atpp
-  assert fine.atpp >= coarse.grid_atpp[np.searchsorted(coarse.grid_atpp, coarse.atpp) - 1]  # within a cell
-  assert fine.target_loss <= 2.6 + 1e-12 and fine.forgetting <= 0.05 + 1e-12
-  # a much finer plain grid cannot find anything meaningfully cheaper
-  dense = plan.plan(tl, bl, base_loss_before=before, max_atpp=100, n_atpp=600, n_replay=201, refine=0, **SETTING)
-  assert fine.atpp <= dense.atpp * 1.001
+  assert fine.target_loss <= 2.6 and fine.forgetting <= 0.05
+  # the region is a thin wedge here: a 10x finer plain grid does better than the coarse one, but not than
+  # the refined plan, which sits at the wedge's tip where both constraints bind
+  dense = plan.plan(tl, bl, base_loss_before=before, max_atpp=100, n_atpp=600, n_replay=251, refine=0, **SETTING)
+  assert dense.atpp < coarse.atpp and fine.atpp <= dense.atpp
+  assert fine.target_loss == pytest.approx(2.6, abs=1e-6) and fine.forgetting == pytest.approx(0.05, abs=1e-6)
 
 
 def test_infeasible_thresholds_and_compute_limit(fitted):

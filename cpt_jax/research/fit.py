@@ -3,7 +3,7 @@
 Objective: Σ_i w_i·H_δ(log L̂_i − log L_i) / (δ·Σ_i w_i)  (division by δ only rescales for the optimiser).
 Each parameter lives in its box through a sigmoid: θ = lo + (hi − lo)·σ(u), or on a log scale
 θ = exp(ln lo + (ln hi − ln lo)·σ(u)) when the box spans ≥ 100×, and L-BFGS-B works on u (kept in
-[−30, 30] so σ never saturates to exactly 0 or 1). Gradients are central differences, all 2p+1
+[−30, 30] so σ never saturates to exactly 0 or 1). Gradients are forward differences (h = 1e-7 in u), all p+1
 points in one vectorised predict call.
 
 Starts: `n_grid` scrambled-Sobol points over the unit box (the "grid of initialisations", plus any
@@ -116,16 +116,18 @@ def fit(form: Form | str, X: Inputs, y, *, delta: float = 1e-3, weights=None,
   if n_grid:
     q = stats.qmc.Sobol(p, scramble=True, seed=seed).random(n_grid)
     starts.extend(np.log(q + 1e-12) - np.log1p(-q + 1e-12))
+  if not starts:
+    raise ValueError("no starting point: give init= or n_grid > 0")
   starts = np.clip(np.asarray(starts), -U_BOUND, U_BOUND)
   scores = np.concatenate([f(c) for c in np.array_split(starts, max(1, len(starts) // 512))])
   order = np.argsort(scores)[:n_starts]
 
-  h = 1e-6
-  steps = np.concatenate([np.zeros((1, p)), h * np.eye(p), -h * np.eye(p)])
+  h = 1e-7
+  steps = np.concatenate([np.zeros((1, p)), h * np.eye(p)])
 
   def fun_and_grad(u):
     v = f(u + steps)
-    return v[0], (v[1:p + 1] - v[p + 1:]) / (2 * h)
+    return v[0], (v[1:] - v[0]) / h
 
   best = None
   with _limit_threads(1):

@@ -10,8 +10,11 @@ its base checkpoint's PTPP and base loss before adaptation:
 
 Method: a grid, log-spaced in ATPP and linear in r; the feasible cell with the least ATPP wins (ties:
 lowest predicted target loss, then lowest r). With `refine`, the search zooms `refine` times into the
-ATPP interval just below the winner × its r neighbourhood (±2 cells) on a 41×41 grid; every zoom
-grid contains the previous winner, so a refined plan is never costlier nor infeasible.
+ATPP interval just below the winner × its r neighbourhood (±2 cells) on a 41×41 grid (every zoom grid
+contains the previous winner), then SLSQP on (ln ATPP, r) from that winner slides to the tip of a thin
+feasible wedge that grids step over; if it stops a hair outside the region it
+backs off towards the grid winner by bisection, and its answer is kept only if feasible and cheaper. So a refined plan
+is never costlier than the grid's, nor infeasible.
 """
 
 from __future__ import annotations
@@ -100,8 +103,34 @@ def plan(target_law, base_law, *, params: float, ptpp: float, base_loss_before: 
     t2, _, f2 = pred(a_grid, r_grid)
     (i2, j2), _ = _cheapest(a_grid, r_grid, t2, f2, max_target_loss, max_forgetting)
     a_best, r_best = a_grid[j2], r_grid[i2]
+  if refine:
+    a_best, r_best = _polish(pred, a_best, r_best, min_atpp, replay_range, max_target_loss, max_forgetting)
   t, b, f = (float(v) for v in predict(target_law, base_law, params, ptpp, a_best, r_best, base_loss_before))
   return Plan(True, float(a_best), float(r_best), float(a_best * params), t, b, f, **grids)
+
+
+def _polish(pred, a0, r0, min_atpp, replay_range, max_target_loss, max_forgetting):
+  """SLSQP on (ln ATPP, r) from a feasible point: slides along a thin feasible wedge to its tip, which a
+  grid can step over. Kept only if feasible and cheaper."""
+  from scipy import optimize
+  one = lambda z: tuple(float(v[0, 0]) for v in pred(np.exp(z[:1]), z[1:])[::2])  # (target, forgetting)
+  cons = [dict(type="ineq", fun=lambda z: max_target_loss - one(z)[0]),
+          dict(type="ineq", fun=lambda z: max_forgetting - one(z)[1])]
+  res = optimize.minimize(lambda z: z[0], [np.log(a0), r0], method="SLSQP", constraints=cons,
+                          bounds=[(np.log(min_atpp), np.log(a0)), tuple(replay_range)],
+                          options=dict(maxiter=200, ftol=1e-12))
+  z0 = np.array([np.log(a0), r0])
+  z1 = np.array([res.x[0], np.clip(res.x[1], *replay_range)])
+  ok = lambda z: all(v <= m for v, m in zip(one(z), (max_target_loss, max_forgetting)))
+  if not ok(z1):  # SLSQP stops on the boundary, maybe a hair outside: back off towards z0 (feasible)
+    lo, hi = 0.0, 1.0
+    for _ in range(50):
+      mid = 0.5 * (lo + hi)
+      lo, hi = (lo, mid) if ok(z1 + mid * (z0 - z1)) else (mid, hi)
+    z1 = z1 + hi * (z0 - z1)
+  if ok(z1) and z1[0] < z0[0]:
+    return float(np.exp(z1[0])), float(z1[1])
+  return a0, r0
 
 
 def brute_force(target_law, base_law, *, params, ptpp, base_loss_before, max_target_loss, max_forgetting,
