@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from typing import Any, Iterable
 
 import jax
@@ -17,7 +18,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-_STATE_BYTES = 1 << 14  # a data-iterator state is a few integers per stream
+_STATE_BYTES = 1 << 14
+_TRASH = "deleted"  # steps the retention policy dropped, renamed here before removal  # a data-iterator state is a few integers per stream
 
 
 class CheckpointError(RuntimeError):
@@ -42,14 +44,20 @@ def gather_data_states(local_state: dict[str, Any]) -> dict[str, Any]:
 
 class Checkpointer:
 
-  def __init__(self, directory: str, keep: int, keep_steps: Iterable[int] = (), async_save: bool = True):
+  def __init__(self, directory: str, keep: int, keep_steps: Iterable[int] = (), async_save: bool = True,
+               read_only: bool = False):
     self.directory = os.path.abspath(directory) if "://" not in directory else directory
     self.keep_steps = set(int(s) for s in keep_steps)
     policy = pp.AnyPreservationPolicy([pp.LatestN(keep), pp.CustomSteps(sorted(self.keep_steps))]) \
         if self.keep_steps else pp.LatestN(keep)
+    # Old steps are first renamed into _TRASH (atomic on local disks), then removed: a kill -9 in the middle
+    # of a deletion never leaves a half-deleted step directory that looks committed.
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=policy, create=True, enable_async_checkpointing=async_save,
-        cleanup_tmp_directories=True)
+        preservation_policy=policy, create=not read_only, enable_async_checkpointing=async_save,
+        cleanup_tmp_directories=not read_only, read_only=read_only,
+        todelete_subdir=None if read_only else _TRASH)
+    self._read_only = read_only
+    self._empty_trash()
     handlers = {"params": ocp.StandardCheckpointHandler(), "opt": ocp.StandardCheckpointHandler(),
                 "data": ocp.JsonCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
@@ -70,6 +78,8 @@ class Checkpointer:
             "opt": ocp.args.StandardSave({k: v for k, v in state.items() if k != "params"}),
             "data": ocp.args.JsonSave(gather_data_states(data_state)),
             "meta": ocp.args.JsonSave(metadata or {})}
+    if not self._manager.is_saving_in_progress():  # no deletion under way: the trash can go
+      self._empty_trash()
     return self._manager.save(step, args=ocp.args.Composite(**args), force=force)
 
   def wait(self) -> None:
@@ -78,6 +88,12 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+    self._empty_trash()
+
+  def _empty_trash(self) -> None:
+    trash = os.path.join(self.directory, _TRASH)
+    if not self._read_only and "://" not in trash and jax.process_index() == 0 and os.path.isdir(trash):
+      shutil.rmtree(trash, ignore_errors=True)
 
   def restore(self, abstract_state: Any, step: int | None = None, weights_only: bool = False):
     """(step, state, data_states, meta) from `step`, or from the newest readable checkpoint.

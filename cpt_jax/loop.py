@@ -93,6 +93,8 @@ def run(cfg, workdir: str) -> dict[str, Any]:
   needs_teacher = cfg.stage == "adapt" and spec.replay_rows_per_shard and (
       cfg.replay.loss == "kl" or cfg.replay.kind == "self")
   resuming = checkpointer.latest_step() is not None
+  if not resuming:  # a run killed before its first checkpoint starts over: drop the lines it wrote
+    writer.truncate_after(-1)
   start_params = None
   if cfg.stage == "adapt" and (needs_teacher or not resuming):
     start = ckpt_lib.Checkpointer(os.path.join(cfg.init_from, "checkpoints"), keep=1_000_000)

@@ -83,7 +83,7 @@ class MetricWriter:
       return
     self._fh.close()
     with open(self.path, encoding="utf-8") as f:
-      keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+      keep = [line for line in f if _step_of(line) is not None and _step_of(line) <= step]
     tmp = self.path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
       f.writelines(keep)
@@ -106,6 +106,15 @@ class MetricWriter:
       self._fh.close()
     if self._tb is not None:
       self._tb.close()
+
+
+def _step_of(line: str) -> int | None:
+  """The step of a metrics line; None for a blank or torn one (a kill -9 in the middle of a write)."""
+  try:
+    return int(json.loads(line)["step"]) if line.strip() else None
+  except (ValueError, KeyError, TypeError):
+    logging.warning("metrics.jsonl: dropping an unreadable line %r", line[:80])
+    return None
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:

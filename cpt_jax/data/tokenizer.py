@@ -92,6 +92,8 @@ def _train(lines, model, vocab_size, model_type):
 
 def copy_tokenizer(tok: Tokenizer, dest: str | os.PathLike) -> Tokenizer:
   dest = Path(dest)
-  if dest.resolve() != tok.path.resolve():
-    shutil.copyfile(tok.path, dest)
+  if dest.resolve() != tok.path.resolve():  # via a temporary file: a kill -9 never leaves half a model
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.copyfile(tok.path, tmp)
+    os.replace(tmp, dest)
   return Tokenizer(dest)
