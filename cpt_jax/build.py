@@ -45,7 +45,13 @@ def resolve_tokenizer(cfg, workdir: str, data_dir: Path) -> Tokenizer:
   """
   own = Path(workdir) / TOKENIZER_FILE
   if own.exists():
-    return Tokenizer(own)
+    tok = Tokenizer(own)
+    other = Tokenizer(cfg.data.tokenizer) if cfg.data.tokenizer else tok
+    if other.path.read_bytes() != own.read_bytes():
+      raise DataError(f"data.tokenizer={cfg.data.tokenizer} (vocab {other.vocab_size}) is not the tokenizer this "
+                      f"workdir was trained with ({own}, vocab {tok.vocab_size}); resume without data.tokenizer, "
+                      "or start a new --workdir")
+    return tok
   if cfg.data.tokenizer:
     tok = Tokenizer(cfg.data.tokenizer)
   elif cfg.stage == "adapt":
