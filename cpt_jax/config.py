@@ -13,6 +13,8 @@ import os
 import ml_collections
 
 from cpt_jax import sharding
+from cpt_jax.data.records import DataError
+from cpt_jax.data.sources import babi_tasks
 from cpt_jax.optim import SCHEDULES
 from cpt_jax.step import REPLAY_LOSSES
 
@@ -181,6 +183,10 @@ def _validate_source(s, field: str) -> None:
       raise _err(f"{field}.babi_mode", s.babi_mode, "must be original or synthetic")
     if s.babi_stories <= 0:
       raise _err(f"{field}.babi_stories", s.babi_stories, "must be > 0")
+    try:
+      babi_tasks(s.babi_tasks)
+    except DataError as e:
+      raise ConfigError(f"config field {field}.{e}") from None
 
 
 def _validate_replay(c, mesh_shape) -> None:

@@ -69,7 +69,6 @@ def run(cfg, workdir: str) -> dict[str, Any]:
   data_dir = sources.data_dir_of(cfg.data)
   tokenizer = build.resolve_tokenizer(cfg, workdir, data_dir)
   model_cfg = build.model_config(cfg, tokenizer)
-  build.save_run_config(cfg, workdir)
   bundle, params = build.build_model(model_cfg, mesh, cfg.seed)
   tokens_per_step = build.tokens_per_step(cfg)
   total_tokens = build.token_budget(cfg, bundle.num_params)
@@ -114,6 +113,7 @@ def run(cfg, workdir: str) -> dict[str, Any]:
     logging.info("resumed from step %d of %s", step, workdir)
   elif cfg.stage == "adapt":
     state = jax.jit(lambda p: step_lib.init_state(p, optimizer), out_shardings=state_shardings)(start_params)
+  build.save_run_config(cfg, workdir)  # after the restore: a config that does not fit never overwrites it
   del start_params
 
   train_step = step_lib.make_train_step(bundle.graphdef, optimizer, spec, schedule, state_shardings)

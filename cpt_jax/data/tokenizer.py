@@ -29,7 +29,11 @@ class Tokenizer:
       raise DataError(f"tokenizer model {path} does not exist; train one (it is made automatically from the "
                       "pretraining corpus when `data.tokenizer` is empty) or fix the path")
     self.path = path
-    self._sp = spm.SentencePieceProcessor(model_file=str(path))
+    try:
+      self._sp = spm.SentencePieceProcessor(model_file=str(path))
+    except (RuntimeError, OSError) as e:
+      raise DataError(f"{path} is not a SentencePiece model ({str(e).splitlines()[0][:120]}); point data.tokenizer "
+                      "at a .model file made by cpt_jax, or leave it empty to train one") from None
     if (self._sp.bos_id(), self._sp.eos_id(), self._sp.pad_id()) != (BOS, EOS, PAD):
       raise DataError(f"tokenizer {path} has bos/eos/pad ids {self._sp.bos_id()}/{self._sp.eos_id()}/"
                       f"{self._sp.pad_id()}; cpt_jax needs {BOS}/{EOS}/{PAD}. Retrain it with cpt_jax.")
