@@ -1,7 +1,8 @@
 """Fit adaptation scaling laws on early PTPP stages and score their forecast of a later stage.
 
     python tools/fit_laws.py RESULTS.csv --fit-ptpp 15,31 --test-ptpp 279 --anchors 20 [--target base_loss]
-        [--forms dcpt,gated_floor] [--anchor-method refit|offset|affine] [--delta 1e-3] [--out DIR] [--json]
+        [--forms dcpt,gated_floor] [--anchor-method refit|offset|affine] [--delta 1e-3] [--bootstrap B]
+        [--out DIR] [--json]
 
 Prints one row of held-out metrics per form (anchors excluded from the scored rows; with --anchors k
 also the anchored row), writes DIR/heldout_<target>_<form>.png (observed vs predicted on the held-out
@@ -17,6 +18,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -64,6 +67,7 @@ def main(argv=None) -> int:
   ap.add_argument("--delta", type=float, default=1e-3, help="Huber δ on log loss (fit and metric)")
   ap.add_argument("--seed", type=int, default=0, help="seed of the Sobol starting grid")
   ap.add_argument("--starts", type=int, default=6, help="L-BFGS starts per fit (best of the Sobol grid)")
+  ap.add_argument("--bootstrap", type=int, default=0, help="row resamples for 95%% parameter intervals")
   ap.add_argument("--out", type=Path, default=None)
   ap.add_argument("--json", action="store_true")
   args = ap.parse_args(argv)
@@ -95,7 +99,16 @@ def main(argv=None) -> int:
     for k, m in rows:
       print(f"{name:16s} {k:7d} " + " ".join(f"{m[c]:17.6g}" for c in METRIC_NAMES))
     plot_heldout(fc, name, args.target, out / f"heldout_{args.target}_{name}.png")
-  params = {name: {"params": fc.fit.params, "objective": fc.fit.objective, "formula": fc.fit.form.formula,
+  cis = {}
+  if args.bootstrap:
+    rows = np.isin(table["ptpp"], args.fit_ptpp)
+    X, y = laws.Inputs.from_table(table, args.target).take(rows), np.asarray(table[args.target])[rows]
+    print(f"95% bootstrap intervals ({args.bootstrap} row resamples of the fit rows):")
+    for name, fc in res.items():
+      cis[name] = fit.bootstrap(fc.fit, X, y, args.bootstrap, seed=args.seed, delta=args.delta).ci(0.95)
+      print(f"  {name}: " + ", ".join(f"{k} {fc.fit.params[k]:.4g} [{lo:.4g}, {hi:.4g}]"
+                                       for k, (lo, hi) in cis[name].items()))
+  params = {name: {"params": fc.fit.params, "ci95": cis.get(name), "objective": fc.fit.objective, "formula": fc.fit.form.formula,
                    "anchored_params": fc.anchored.params if fc.anchored else None,
                    "anchored_calib": fc.anchored.calib if fc.anchored else None}
             for name, fc in res.items()}
