@@ -6,11 +6,11 @@ fixed pool repeated over epochs) as the target; token budgets × replay ratios o
 base-domain forgetting, the budget where accuracy plateaus, and a guideline (smallest replay ratio keeping
 forgetting under a threshold, per budget).
 
-  small (2 CPU cores, ~16 min; reuses the shared pretraining run of configs/study_common.py):
+  small (2 CPU cores, ~15 min; reuses the shared pretraining run of configs/study_common.py):
     python -m cpt_jax.train --config configs/study_common.py --workdir runs/pretrain_small
     python -m cpt_jax.study --config configs/study_babi.py --workdir runs/study_babi
     python tools/report.py runs/study_babi
-  full (GPU/TPU: 124M GPT-2 pretrained to 20 TPP, budgets 10^7 … 10^9 tokens, 2 × 5 × 6 cells):
+  full (GPU/TPU: 111M GPT-2 (12 × 768, vocab 32k) pretrained to 20 TPP, budgets 10^7 … 10^9 tokens, 2 × 5 × 6 cells):
     python -m cpt_jax.study --config configs/study_babi.py:full --workdir gs://…/study_babi --jobs 4
 """
 
@@ -26,8 +26,8 @@ def get_config(scale: str = "small"):
   a.data.target.babi_tasks = "all"
   if scale == "small":
     s.ptpp = [8]
-    stories = {"synthetic": 1000, "original": 200}  # original: a small fixed pool, as the release is
-    budgets = [40_000, 120_000, 360_000]
+    stories = {"synthetic": 500, "original": 50}  # original: a small fixed pool, seen for epochs
+    budgets = [30_000, 90_000, 270_000]
     ratios = [0, 1 / 32, 1 / 8, 1 / 2]  # of a 32-row batch: 0, 1, 4, 16 rows
     a.train.babi_eval_examples = 200
   else:

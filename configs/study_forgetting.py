@@ -28,8 +28,8 @@ def get_config(scale: str = "small"):
   s, a = common.new_study(scale, "corpus", "spanish")
   if scale == "small":
     s.ptpp = [1, 8]  # low vs high tokens per parameter (the paper: 20 vs 17,000)
-    a.train.total_tokens = 200_000
-    s.replay_tokens = 64_000  # ≥ the 25 % of 200k tokens each self-replay cell reads: no sample is reused
+    a.train.total_tokens = 150_000
+    s.replay_tokens = 48_000  # ≥ the 25 % of 150k tokens each self-replay cell reads: no sample is reused
     ratio = 0.25
   else:
     # a small model pretrained long, as in the paper's capacity slices (6M–46M models, 10–10,000 TPP)
