@@ -196,22 +196,32 @@ def replay_stream(cfg, tokenizer: Tokenizer, data_dir: Path, bundle: ModelBundle
   return lambda shard, shards: pipeline.make_packer(source, tokenizer, row_len, cfg.seed + 1, True, shard, shards)
 
 
-def eval_sets(cfg, tokenizer: Tokenizer, data_dir: Path) -> dict[str, dict[str, np.ndarray]]:
-  """Fixed validation rows per source ("base", "target"): the first `eval_rows` rows, unshuffled."""
-  out = {}
+def eval_sets(cfg, tokenizer: Tokenizer, data_dir: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, float]]:
+  """Fixed validation rows per source ("base", "target") and each split's unigram entropy.
+
+  Rows are drawn across the whole split with a fixed shuffle (seed 0, whatever the run's seed) so that
+  runs of a study are evaluated on the same rows. The unigram entropy is over the whole split's tokens
+  (text) or over the eval rows' scored tokens (task data): the loss of a model that knows only token
+  frequencies.
+  """
+  rows_by_name, entropy = {}, {}
+  keys = batch_keys(cfg)
   for name in ("base", "target"):
     src_cfg = cfg.data[name]
     if src_cfg.kind == "none":
       continue
     src = sources.open_source(src_cfg, src_cfg.eval_split, data_dir, cfg.seed)
-    packer = pipeline.make_packer(src, tokenizer, cfg.model.max_len, seed=0, shuffle=False,
+    packer = pipeline.make_packer(src, tokenizer, cfg.model.max_len, seed=0, shuffle=True,
                                   answer_only=cfg.data.answer_only)
     rows = pipeline.take_rows(packer, cfg.train.eval_rows)
-    if name == "target" and src_cfg.kind == "babi" or "positions" in batch_keys(cfg):
-      out[name] = rows
+    kind = pipeline.record_kind(src[0])
+    rows_by_name[name] = rows if kind == "example" else {k: rows[k] for k in keys}  # examples need their masks
+    if kind == "text":
+      entropy[f"eval/{name}/unigram_entropy"] = pipeline.source_unigram_entropy(src, tokenizer)
     else:
-      out[name] = {k: rows[k] for k in ("inputs", "targets", "loss_mask")}
-  return out
+      entropy[f"eval/{name}/unigram_entropy"] = pipeline.unigram_entropy(rows["targets"], rows["loss_mask"],
+                                                                        tokenizer.vocab_size)
+  return rows_by_name, entropy
 
 
 def save_run_config(cfg, workdir: str) -> None:

@@ -118,10 +118,8 @@ def run(cfg, workdir: str) -> dict[str, Any]:
 
   train_step = step_lib.make_train_step(bundle.graphdef, optimizer, spec, schedule, state_shardings)
   eval_step = step_lib.make_eval_step(bundle.graphdef)
-  evals = build.eval_sets(cfg, tokenizer, data_dir)
+  evals, entropy = build.eval_sets(cfg, tokenizer, data_dir)
   babi_examples = build.babi_eval_examples(cfg, data_dir)
-  entropy = {f"eval/{k}/unigram_entropy": pipeline.unigram_entropy(v["targets"], v["loss_mask"], tokenizer.vocab_size)
-             for k, v in evals.items()}
   flops_per_token = model_lib.flops_per_token(model_cfg, cfg.model.max_len)
   peak, peak_source = metrics_lib.peak_flops()
   rng = jax.random.key(cfg.seed + 1)

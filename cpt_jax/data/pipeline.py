@@ -211,6 +211,20 @@ def take_rows(packer: Packer, n: int) -> Row:
   return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
 
+def source_unigram_entropy(source: Source, tokenizer: Tokenizer, max_tokens: int = 5_000_000) -> float:
+  """Unigram entropy (nats/token) of a text split's tokens, documents each followed by EOS as in training."""
+  counts = np.zeros(tokenizer.vocab_size, np.int64)
+  seen = 0
+  for i in range(len(source)):
+    ids = tokenizer.encode(source[i]["text"]) + [EOS]
+    counts += np.bincount(ids, minlength=tokenizer.vocab_size)
+    seen += len(ids)
+    if seen >= max_tokens:
+      break
+  p = counts[counts > 0] / counts.sum()
+  return float(-(p * np.log(p)).sum())
+
+
 def unigram_entropy(targets: np.ndarray, mask: np.ndarray, vocab_size: int) -> float:
   """Entropy (nats/token) of the masked targets' token frequencies: the loss of a unigram model."""
   counts = np.bincount(targets[mask > 0].ravel(), minlength=vocab_size).astype(np.float64)
