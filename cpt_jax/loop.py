@@ -69,6 +69,7 @@ def run(cfg, workdir: str) -> dict[str, Any]:
   data_dir = sources.data_dir_of(cfg.data)
   tokenizer = build.resolve_tokenizer(cfg, workdir, data_dir)
   model_cfg = build.model_config(cfg, tokenizer)
+  evals, entropy = build.eval_sets(cfg, tokenizer, data_dir)  # before compiling: data mistakes fail fast
   bundle, params = build.build_model(model_cfg, mesh, cfg.seed)
   tokens_per_step = build.tokens_per_step(cfg)
   total_tokens = build.token_budget(cfg, bundle.num_params)
@@ -118,7 +119,6 @@ def run(cfg, workdir: str) -> dict[str, Any]:
 
   train_step = step_lib.make_train_step(bundle.graphdef, optimizer, spec, schedule, state_shardings)
   eval_step = step_lib.make_eval_step(bundle.graphdef)
-  evals, entropy = build.eval_sets(cfg, tokenizer, data_dir)
   babi_examples = build.babi_eval_examples(cfg, data_dir)
   flops_per_token = model_lib.flops_per_token(model_cfg, cfg.model.max_len)
   peak, peak_source = metrics_lib.peak_flops()

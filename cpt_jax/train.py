@@ -6,6 +6,7 @@ can fix (config, data, checkpoint, divergence) print one message and exit non-ze
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -22,6 +23,7 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's id (with --
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR)
 
 
 class _QuietLibraries(logging.Filter):
@@ -51,6 +53,11 @@ def main(argv):
   except loop.Preempted as e:
     logging.warning("%s", e)
     sys.exit(loop.PREEMPTED_EXIT_CODE)
+  except OSError as e:
+    if e.errno not in _WRITE_ERRNOS:
+      raise
+    _fail(f"cannot write {e.filename or _WORKDIR.value}: {e.strerror}. Free disk space or choose a writable "
+          "--workdir, then rerun the same command: the last committed checkpoint is kept")
 
 
 def _fail(message: str, code: int = EXIT_USER_ERROR):
