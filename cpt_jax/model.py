@@ -104,7 +104,9 @@ class Attention(nnx.Module):
     self.b_out = _zeros((d,), ("embed",))
     self.cfg = cfg
 
-  def __call__(self, x_BxLxD, mask, cache_kv=None, cache_index=None):
+  def __call__(self, x_BxLxD, mask, cache_kv=None, cache_index=None, layer=0):
+    """`cache_kv`: the whole stacked cache (k, v), each [layers, B, S, N, H]; this layer writes its chunk
+    in place at [layer, :, cache_index] (no per-layer copy of the cache) and attends over its slice."""
     dt = self.cfg.dtype
     qkv_3xBxLxNxH = jnp.einsum("bld,tdnh->tblnh", x_BxLxD, self.w_qkv[...].astype(dt))
     qkv_3xBxLxNxH += self.b_qkv[...].astype(dt)[:, None, None]
@@ -112,9 +114,11 @@ class Attention(nnx.Module):
     new_kv = None
     if cache_kv is not None:  # decode: write this chunk's keys/values into the cache, attend over it
       k_cache, v_cache = cache_kv
-      k_BxLxNxH = jax.lax.dynamic_update_slice_in_dim(k_cache, k_BxLxNxH.astype(k_cache.dtype), cache_index, 1)
-      v_BxLxNxH = jax.lax.dynamic_update_slice_in_dim(v_cache, v_BxLxNxH.astype(v_cache.dtype), cache_index, 1)
-      new_kv = (k_BxLxNxH, v_BxLxNxH)
+      at = (layer, 0, cache_index, 0, 0)
+      k_cache = jax.lax.dynamic_update_slice(k_cache, k_BxLxNxH.astype(k_cache.dtype)[None], at)
+      v_cache = jax.lax.dynamic_update_slice(v_cache, v_BxLxNxH.astype(v_cache.dtype)[None], at)
+      new_kv = (k_cache, v_cache)
+      k_BxLxNxH, v_BxLxNxH = k_cache[layer], v_cache[layer]
     if mask is None:
       out_BxLxNxH = jax.nn.dot_product_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, is_causal=True)
     else:
@@ -148,9 +152,9 @@ class Block(nnx.Module):
     self.mlp = Mlp(cfg, rngs)
     self.dropout = nnx.Dropout(cfg.dropout)
 
-  def __call__(self, x_BxLxD, mask, rngs=None, cache_kv=None, cache_index=None):
+  def __call__(self, x_BxLxD, mask, rngs=None, cache_kv=None, cache_index=None, layer=0):
     deterministic = rngs is None
-    a_BxLxD, new_kv = self.attn(self.ln_attn(x_BxLxD), mask, cache_kv, cache_index)
+    a_BxLxD, new_kv = self.attn(self.ln_attn(x_BxLxD), mask, cache_kv, cache_index, layer)
     x_BxLxD = x_BxLxD + self.dropout(a_BxLxD, deterministic=deterministic, rngs=rngs)
     m_BxLxD = self.mlp(self.ln_mlp(x_BxLxD))
     x_BxLxD = x_BxLxD + self.dropout(m_BxLxD, deterministic=deterministic, rngs=rngs)
@@ -187,17 +191,13 @@ class GPT(nnx.Module):
       cache = cache._replace(valid_BxS=valid_BxS)
     mask = _attention_mask(tokens_BxL.shape[1], segment_ids_BxL, cache)
     block_fn = (lambda blk, *a: blk(*a)) if not cfg.remat else nnx.remat(lambda blk, *a: blk(*a))
-    new_k, new_v = [], []
+    cache_kv = None if cache is None else (cache.k, cache.v)
     for i, block in enumerate(self.blocks):
-      cache_kv = None if cache is None else (cache.k[i], cache.v[i])
-      x_BxLxD, kv = block_fn(block, x_BxLxD, mask, rngs, cache_kv, None if cache is None else cache.length)
-      if kv is not None:
-        new_k.append(kv[0])
-        new_v.append(kv[1])
+      x_BxLxD, cache_kv = block_fn(block, x_BxLxD, mask, rngs, cache_kv, None if cache is None else cache.length, i)
     h_BxLxD = self.ln_f(x_BxLxD).astype(jnp.float32)
     if cache is None:
       return h_BxLxD, None
-    return h_BxLxD, KVCache(jnp.stack(new_k), jnp.stack(new_v), cache.length + tokens_BxL.shape[1], cache.valid_BxS)
+    return h_BxLxD, KVCache(cache_kv[0], cache_kv[1], cache.length + tokens_BxL.shape[1], cache.valid_BxS)
 
   def logits(self, h_BxLxD):
     """LM head in f32: logits feed the softmax/KL, where bf16 rounding would bias the loss."""
