@@ -305,7 +305,10 @@ def main(argv):
   report = _CONFIG.value.get("report", "")
   if report:
     from cpt_jax.research import report as report_lib  # pylint: disable=g-import-not-at-top
-    print(report_lib.REPORTS[report](root))
+    if report in report_lib.REPORTS:
+      print(report_lib.REPORTS[report](root))
+    else:  # a seed study: a draft under DIR/report/; tools/report.py DIR writes docs/results/
+      print(f"report draft: {report_lib.study_report(root, root / 'report')}")
 
 
 if __name__ == "__main__":
