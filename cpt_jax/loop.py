@@ -155,7 +155,8 @@ def run(cfg, workdir: str) -> dict[str, Any]:
   meta = {"num_params": bundle.num_params, "tokens_per_step": tokens_per_step}
 
   def save(at_step: int, force: bool = False):
-    checkpointer.save(at_step, state, loader.state, meta, force=force)
+    if at_step != checkpointer.latest_step():  # a step already saved (e.g. a checkpoint step that also stops)
+      checkpointer.save(at_step, state, loader.state, meta, force=force)
 
   def drain(pending):
     nonlocal skips

@@ -33,11 +33,12 @@ def test_run_learns_and_writes_contract(uninterrupted):
 
 def test_resume_is_exact(uninterrupted, tiny_config_factory, tmp_path):
   full_dir, _ = uninterrupted
+  # stop at step 8, which is also a regular checkpoint step (every 4): saved once, not twice
   with pytest.raises(loop.Preempted):
-    loop.run(tiny_config_factory(**{"train.stop_at_step": 5}), str(tmp_path))
+    loop.run(tiny_config_factory(**{"train.stop_at_step": 8}), str(tmp_path))
   first = _train_losses(tmp_path)
-  assert max(first) == 5
-  loop.run(tiny_config_factory(**{"train.stop_at_step": 5}), str(tmp_path))  # same command again
+  assert max(first) == 8
+  loop.run(tiny_config_factory(**{"train.stop_at_step": 8}), str(tmp_path))  # same command again
   resumed, want = _train_losses(tmp_path), _train_losses(full_dir)
   assert sorted(resumed) == sorted(want) == list(range(1, 21))
   assert [resumed[s] for s in sorted(resumed)] == [want[s] for s in sorted(want)]  # bit-for-bit
