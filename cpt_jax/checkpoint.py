@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from typing import Any, Iterable
 
 import jax
@@ -19,7 +20,9 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 _STATE_BYTES = 1 << 14
-_TRASH = "deleted"  # steps the retention policy dropped, renamed here before removal  # a data-iterator state is a few integers per stream
+_TRASH = "deleted"
+_UNREADABLE = "unreadable"  # steps that failed to restore, moved here (kept) when an older one was used
+_COMMIT_MARKER = "commit_success.txt"  # Orbax writes it last; a step dir without it never finished saving  # steps the retention policy dropped, renamed here before removal  # a data-iterator state is a few integers per stream
 
 
 class CheckpointError(RuntimeError):
@@ -106,9 +109,12 @@ class Checkpointer:
     steps = [step] if step is not None else sorted(self.all_steps(), reverse=True)
     if not steps or steps == [None]:
       raise CheckpointError(f"no checkpoint in {self.directory}")
-    errors = []
+    errors, skipped = [], []
     for s in steps:
       try:
+        marker = os.path.join(self.directory, str(s), _COMMIT_MARKER)
+        if "://" not in marker and not os.path.exists(marker):
+          raise FileNotFoundError(f"no commit marker {_COMMIT_MARKER}: the save of step {s} never finished")
         if weights_only:
           self._check_structure(s, "params", abstract_state)
           args = {"params": ocp.args.StandardRestore(abstract_state), "meta": ocp.args.JsonRestore()}
@@ -121,7 +127,9 @@ class Checkpointer:
                   "data": ocp.args.JsonRestore(), "meta": ocp.args.JsonRestore()}
         restored = self._manager.restore(s, args=ocp.args.Composite(**args))
         if errors:
-          logging.warning("restored step %d after skipping unreadable newer checkpoints: %s", s, "; ".join(errors))
+          moved = self._quarantine(skipped) if step is None and not weights_only else ""
+          logging.warning("restored step %d after skipping unreadable newer checkpoints: %s%s", s, "; ".join(errors),
+                          moved)
         if weights_only:
           return s, restored["params"], None, restored["meta"]
         return s, {"params": restored["params"], **restored["opt"]}, restored["data"], restored["meta"]
@@ -131,8 +139,24 @@ class Checkpointer:
         msg = f"step {s} in {self.directory} is unreadable ({type(e).__name__}: {str(e)[:200]})"
         logging.warning("%s; trying an older checkpoint", msg)
         errors.append(msg)
+        skipped.append(s)
     raise CheckpointError("no readable checkpoint: " + "; ".join(errors) +
                           ". Delete the workdir to start over, or restore a backup.")
+
+  def _quarantine(self, steps: list[int]) -> str:
+    """Moves unreadable steps aside (never deletes them) so that the resumed run can save those steps again."""
+    if self._read_only or "://" in self.directory:
+      return ""
+    dest = os.path.join(self.directory, _UNREADABLE)
+    if jax.process_index() == 0:
+      os.makedirs(dest, exist_ok=True)
+      for s in steps:
+        os.rename(os.path.join(self.directory, str(s)), os.path.join(dest, f"{s}.{int(time.time())}"))
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices("cpt_jax_quarantine")
+    self._manager.reload()
+    return f". Kept them for inspection in {dest}/ (nothing was deleted)"
 
   def _check_structure(self, step: int, item: str, abstract_state: Any) -> None:
     """Compares saved shapes with the model's before loading, so a wrong model size is named, not half-loaded."""
@@ -151,8 +175,8 @@ class Checkpointer:
     if diffs:
       raise CheckpointError(
           f"checkpoint step {step} in {self.directory} does not match the model "
-          f"({len(diffs)} differences, e.g. {'; '.join(sorted(diffs)[:5])}). Is it from another model size "
-          "or config? Use the config it was saved with, or another --workdir.")
+          f"({len(diffs)} differences, e.g. {'; '.join(sorted(diffs)[:5])}). Is it from another model size, "
+          "config or tokenizer (vocabulary)? Use the config and tokenizer it was saved with, or another --workdir.")
 
 
 def _path_str(path) -> str:
