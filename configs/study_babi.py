@@ -25,7 +25,7 @@ def get_config(scale: str = "small"):
   s, a = common.new_study(scale, "babi", "babi")
   a.data.target.babi_tasks = "all"
   if scale == "small":
-    s.ptpp = [8]
+    s.ptpp = [4]
     stories = {"synthetic": 500, "original": 50}  # original: a small fixed pool, seen for epochs
     budgets = [30_000, 90_000, 270_000]
     ratios = [0, 1 / 32, 1 / 8, 1 / 2]  # of a 32-row batch: 0, 1, 4, 16 rows

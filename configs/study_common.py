@@ -2,7 +2,9 @@
 
 Small (CPU) scale: one ~0.63M-parameter GPT-2 (2 layers, d=96, T=128, vocab 4096) pretrained once on the
 English corpus, saving a checkpoint at every PTPP stage any study needs; each study reuses it
-(`s.pretrained`) instead of pretraining again:
+(`s.pretrained`) instead of pretraining again. The studies start from stages ≤ 4, so the run may be stopped
+once it has saved PTPP 4 (its schedule is the one of the full PTPP-8 run, so those checkpoints are the same
+either way); rerunning the command resumes it to PTPP 8:
 
   python -m cpt_jax.train --config configs/study_common.py --workdir runs/pretrain_small
 

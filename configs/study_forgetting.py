@@ -27,7 +27,7 @@ import study_common as common  # noqa: E402  # pylint: disable=g-import-not-at-t
 def get_config(scale: str = "small"):
   s, a = common.new_study(scale, "corpus", "spanish")
   if scale == "small":
-    s.ptpp = [1, 8]  # low vs high tokens per parameter (the paper: 20 vs 17,000)
+    s.ptpp = [1, 4]  # low vs high tokens per parameter (the paper: 20 vs 17,000)
     a.train.total_tokens = 150_000
     s.replay_tokens = 48_000  # ≥ the 25 % of 150k tokens each self-replay cell reads: no sample is reused
     ratio = 0.25

@@ -12,7 +12,7 @@ A study config (`get_config()`) holds:
                  replay.samples="@generated"; 0 to sample on the fly instead
   pretrained     optional {size: workdir of an existing pretraining run} to reuse instead of pretraining:
                  its model must match the size's, its train.save_at_ptpp must cover `ptpp`, and it must
-                 be finished (summary.json) before adapt cells start
+                 be finished (summary.json) or have committed the checkpoint of every stage in `ptpp`
 Cells are `DIR/cells/<id>/` with their own config.json and checkpoints: a finished cell (summary.json) is
 skipped, an interrupted one resumes, and `DIR/results.csv` collects one row per finished cell.
 """
@@ -54,8 +54,13 @@ class Cell:
   labels: dict[str, str]
   needs: list[str]
 
+  stage_steps: tuple[int, ...] = ()  # a reused pretraining run: the checkpoint steps the study starts from
+
   @property
   def done(self) -> bool:
+    if self.reused and self.stage_steps:  # finished, or (still running / stopped) with every stage committed
+      return (self.workdir / "summary.json").exists() or all(
+          (self.workdir / "checkpoints" / str(s)).is_dir() for s in self.stage_steps)
     marker = "summary.json" if self.kind != "replay" else "self_replay/1.0.0/dataset_info.json"
     return (self.workdir / marker).exists()
 
@@ -106,7 +111,8 @@ def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
     if reused:
       pre_dir = Path(reused).resolve()
       pre = _reused_pretrain(pre, pre_dir, stages, size)
-    cells.append(Cell(f"pretrain/{size}", "pretrain", pre_dir, None if reused else pre.to_dict(), {"size": size}, []))
+    cells.append(Cell(f"pretrain/{size}", "pretrain", pre_dir, None if reused else pre.to_dict(), {"size": size}, [],
+                      tuple(_stage_step(pre, p) for p in stages) if reused else ()))
     for ptpp in stages:
       stage_id = f"{size}_ptpp{ptpp:g}"
       replay_dir = root / "replay" / stage_id
@@ -154,12 +160,14 @@ def _reused_pretrain(pre: ml_collections.ConfigDict, pre_dir: Path, stages: list
 
 
 def _check_reused(cells: list[Cell]) -> None:
-  """A reused pretraining run must be finished and hold a checkpoint at each stage its adapt cells start from."""
+  """A reused pretraining run must hold a checkpoint at each stage its adapt cells start from: it is finished
+  (summary.json; then a missing stage is an error) or it has already passed every stage."""
   reused = {str(c.workdir): c for c in cells if c.reused}
   for c in reused.values():
     if not c.done:
-      raise ValueError(f"reused pretraining run {c.workdir} is not finished (no summary.json); finish it "
-                       "(rerun its python -m cpt_jax.train command) before this study")
+      raise ValueError(f"reused pretraining run {c.workdir} has not reached the study's stages (steps "
+                       f"{list(c.stage_steps)}; no summary.json); finish it (rerun its python -m cpt_jax.train "
+                       "command) before this study")
   for c in cells:
     if c.kind == "adapt" and c.config["init_from"] in reused \
         and not (Path(c.config["init_from"]) / "checkpoints" / str(c.config["init_step"])).is_dir():

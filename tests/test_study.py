@@ -101,14 +101,16 @@ def test_expand_reuses_an_existing_pretraining_run(tmp_path, corpus_dir):
   cells = study.expand(s, tmp_path / "s")
   assert cells[0].reused and cells[0].workdir == run and not cells[0].done
   assert {c.config["init_from"] for c in cells[1:]} == {str(run)}
-  with pytest.raises(ValueError, match="not finished"):
+  with pytest.raises(ValueError, match="has not reached the study's stages"):
     study._check_reused(cells)  # pylint: disable=protected-access
+  for c in cells[1:]:  # a run still going (or stopped) that has passed every stage is usable
+    (run / "checkpoints" / str(c.config["init_step"])).mkdir(parents=True, exist_ok=True)
+  assert cells[0].done
+  study._check_reused(cells)  # pylint: disable=protected-access
   (run / "summary.json").write_text("{}")
+  (run / "checkpoints" / str(cells[-1].config["init_step"])).rmdir()
   with pytest.raises(ValueError, match="no checkpoint at step"):
     study._check_reused(cells)  # pylint: disable=protected-access
-  for c in cells[1:]:
-    (run / "checkpoints" / str(c.config["init_step"])).mkdir(parents=True, exist_ok=True)
-  study._check_reused(cells)  # pylint: disable=protected-access
   s.ptpp = [0.5, 2.0]
   with pytest.raises(ValueError, match=r"lacks the study's PTPP stages \['2'\]"):
     study.expand(s, tmp_path / "s")
