@@ -176,14 +176,21 @@ def provenance(root: Path, config: dict[str, Any], rows) -> str:
   cells = sum(r["wall_seconds"] or 0 for r in rows)
   pre_lines = []
   for size, path in (config.get("pretrained") or {}).items():
-    summ = Path(path) / "summary.json"
-    if not summ.is_absolute():
-      summ = Path.cwd() / summ
-    if summ.exists():
-      s = json.loads(summ.read_text())
+    run = Path(path) if Path(path).is_absolute() else Path.cwd() / path
+    made = f"made by `python -m cpt_jax.train --config configs/study_common.py --workdir {path}`"
+    if (run / "summary.json").exists():
+      s = json.loads((run / "summary.json").read_text())
       pre_lines.append(f"- reused pretraining run `{path}` (size {size}): {s['params']:,} parameters, "
-                       f"{s['tokens']:,} tokens (PTPP {s['ptpp']:.3g}), {s['wall_seconds'] / 60:.1f} min, made by "
-                       f"`python -m cpt_jax.train --config configs/study_common.py --workdir {path}`")
+                       f"{s['tokens']:,} tokens (PTPP {s['ptpp']:.3g}), {s['wall_seconds'] / 60:.1f} min, {made}")
+    elif (run / "config.json").exists():  # stopped once it had saved the study's stages
+      steps = sorted(int(d.name) for d in (run / "checkpoints").iterdir() if d.name.isdigit())
+      cfg = json.loads((run / "config.json").read_text())
+      tokens = steps[-1] * cfg["data"]["batch_size"] * cfg["model"]["max_len"]
+      wall = max((run / "checkpoints" / str(x)).stat().st_mtime for x in steps) - (run / "config.json").stat().st_mtime
+      pre_lines.append(f"- reused pretraining run `{path}` (size {size}), {made}; its schedule runs to PTPP "
+                       f"{cfg['train']['ptpp']:g} (saving at {cfg['train']['save_at_ptpp']}), stopped after saving the "
+                       f"stages this study needs: checkpoints at steps {', '.join(map(str, steps))} "
+                       f"({tokens:,} tokens), {wall / 60:.1f} min of wall time (shared by the three studies)")
   m = machine()
   return "\n".join(
       ["## Runs", ""] + lines + pre_lines + [
