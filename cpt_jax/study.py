@@ -10,6 +10,7 @@ A study config (`get_config()`) holds:
   axes       [(axis name, [(label, {config.path: value}), ...]), ...] the adaptation grid
   replay_tokens  tokens of self-generated replay to write per (size, stage) when a cell sets
                  replay.samples="@generated"; 0 to sample on the fly instead
+  exclude        optional [{axis: label, ...}, ...]: grid cells matching every pair of one entry are left out
   pretrained     optional {size: workdir of an existing pretraining run} to reuse instead of pretraining:
                  its model must match the size's, its train.save_at_ptpp must cover `ptpp`, and it must
                  be finished (summary.json) or have committed the checkpoint of every stage in `ptpp`
@@ -128,6 +129,8 @@ def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
         for (axis, _), (label, ov) in zip(study.axes, combo):
           labels[axis] = label
           overrides.update(_plain(ov))
+        if any(all(labels.get(k) == v for k, v in _plain(ex).items()) for ex in study.get("exclude", None) or []):
+          continue
         if overrides.get("replay.samples") == GENERATED:
           overrides["replay.samples"] = str(replay_dir / "self_replay" / "1.0.0")
         cfg = _apply(study.adapt, overrides)
