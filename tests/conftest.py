@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
+from pathlib import Path
 
 import pytest
 
@@ -34,26 +36,22 @@ def corpus_dir(tmp_path_factory):
   return d
 
 
+def tiny_config():
+  spec = importlib.util.spec_from_file_location("tiny_config", Path(__file__).parent / "configs" / "tiny.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.get_config()
+
+
 @pytest.fixture(scope="session")
 def tiny_config_factory(corpus_dir, tmp_path_factory):
   data_dir = tmp_path_factory.mktemp("data")
 
   def make(**overrides):
-    from cpt_jax.config import default_config
-    c = default_config()
-    c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.max_len = 2, 64, 4, 32
-    c.data.base.kind = "files"
+    c = tiny_config()  # tests/configs/tiny.py: the same sizes for in-process and CLI tests
     c.data.base.path = str(corpus_dir / "{split}_*.txt")
     c.data.data_dir = str(data_dir)
-    c.data.vocab_size = 400
-    c.data.batch_size = 8
-    c.opt.warmup_tokens = 1024
-    c.opt.lr = 1e-2
-    c.train.total_tokens = 8 * 32 * 20
-    c.train.eval_every_tokens = 8 * 32 * 4
-    c.train.checkpoint_every_tokens = 8 * 32 * 4
-    c.train.eval_rows = 8
-    c.train.progress = False
+    c.data.tokenizer = ""
     for key, value in overrides.items():
       node = c
       *parents, leaf = key.split(".")
