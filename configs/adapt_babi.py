@@ -13,7 +13,7 @@ from cpt_jax.config import default_config
 def get_config():
   c = default_config()
   c.stage, c.init_from = "adapt", "runs/tiny"
-  c.data.batch_size = 32
+  c.data.batch_size = 16
   c.data.target.kind, c.data.target.name = "babi", "babi_synthetic"
   c.data.target.babi_mode, c.data.target.babi_stories = "synthetic", 200
   c.replay.ratio, c.replay.kind, c.replay.loss, c.replay.coeff = 0.25, "self", "kl", 3.0

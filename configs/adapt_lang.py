@@ -12,7 +12,7 @@ from cpt_jax.config import default_config
 def get_config():
   c = default_config()
   c.stage, c.init_from = "adapt", "runs/tiny"
-  c.data.batch_size = 32
+  c.data.batch_size = 16
   c.data.target.kind, c.data.target.name = "corpus", "spanish"
   c.replay.ratio, c.replay.kind, c.replay.loss, c.replay.coeff = 0.25, "real", "kl", 3.0
   c.opt.lr, c.opt.warmup_tokens, c.opt.b2_halflife_tokens = 1e-3, 20_000, 1_000_000

@@ -12,8 +12,8 @@ from cpt_jax.config import default_config
 def pretrain_config():
   c = default_config()
   c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.max_len = 4, 192, 6, 128
-  c.data.vocab_size, c.data.batch_size = 4096, 32
-  c.opt.lr, c.opt.warmup_tokens, c.opt.b2_halflife_tokens = 3e-3, 100_000, 1_000_000
+  c.data.vocab_size, c.data.batch_size = 2048, 16
+  c.opt.lr, c.opt.warmup_tokens, c.opt.b2_halflife_tokens = 3e-3, 50_000, 1_000_000
   c.train.eval_every_tokens = 250_000
   c.train.checkpoint_every_tokens = 500_000
   return c
@@ -37,8 +37,8 @@ def get_config():
   s.pretrain = pretrain_config()
   s.adapt = adapt_config()
   s.sizes = {"tiny": {}}
-  # the tiny model has ~2.6M parameters: PTPP 0.4 ≈ 1M pretraining tokens
-  s.ptpp = [0.4]
+  # the tiny model has ~2.2M parameters: PTPP 0.45 ≈ 1M pretraining tokens
+  s.ptpp = [0.45]
   s.replay_tokens = 100_000
   s.axes = [("method", [
       ("no_replay", {}),
