@@ -264,6 +264,7 @@ def _pct(r: float) -> str:
 
 
 def _heatmap(ax, mat, xs, ys, title, fmt, cmap):
+  from matplotlib import patheffects  # pylint: disable=g-import-not-at-top
   im = ax.imshow(mat, origin="lower", aspect="auto", cmap=cmap)
   ax.set_xticks(range(len(xs)), [_tokens(x) for x in xs])
   ax.set_yticks(range(len(ys)), [_pct(y) for y in ys])
@@ -273,7 +274,8 @@ def _heatmap(ax, mat, xs, ys, title, fmt, cmap):
   for i in range(mat.shape[0]):
     for j in range(mat.shape[1]):
       if not np.isnan(mat[i, j]):
-        ax.text(j, i, format(mat[i, j], fmt), ha="center", va="center", fontsize=8)
+        ax.text(j, i, format(mat[i, j], fmt), ha="center", va="center", fontsize=8,
+                path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")])
   return im
 
 
