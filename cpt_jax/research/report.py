@@ -345,7 +345,9 @@ def babi_report(st: Study):
       "Task accuracy plateaus at a budget (≈10^8.5 tokens for 1.7B); larger budgets add little",
       f"bAbI-{syn} mean accuracy by budget: " + ", ".join(f"{_tokens(b)}: {acc_by[syn][b]:.3f}" for b in budgets)
       + f"; plateau (within {tol:.2f} of the best) from {_tokens(pl[syn])} tokens"
-      + ("" if learned else f"; accuracy rose only {gain:+.3f} over the range, so nothing to plateau"),
+      + ("" if learned else f"; accuracy rose only {gain:+.3f} over the range, so nothing to plateau")
+      + (f"; the plateau is at a low accuracy ({max(acc_by[syn].values()):.3f}): this model's capacity, not the "
+         "budget, bounds it" if learned and max(acc_by[syn].values()) < 0.5 else ""),
       (pl[syn] < budgets[-1]) if learned else None))
   # guideline: 5–10 % replay enough
   g = guide_by[syn]
