@@ -40,35 +40,44 @@ def _split_rows(x_Bx: jax.Array, spec: StepSpec) -> tuple[jax.Array, jax.Array]:
   return flat(x[:, :spec.target_rows_per_shard]), flat(x[:, spec.target_rows_per_shard:])
 
 
-def _forward(graphdef, params, batch: Batch, rng=None):
+def _hidden(graphdef, params, batch: Batch, rng=None):
+  """The merged model and its final hidden states [B, L, D]; the LM head is applied by the loss."""
   model = nnx.merge(graphdef, params)
   rngs = None if rng is None else nnx.Rngs(dropout=rng)
-  return model(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), rngs=rngs)
+  h_BxLxD, _ = model.hidden(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), rngs=rngs)
+  return model, h_BxLxD
 
 
 def make_loss_fn(graphdef, spec: StepSpec) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
   """loss(params, batch, teacher_params, rng) -> (objective, metrics). Objective =
-  NTP(target rows) + λ·{NTP | KL(teacher‖student)}(replay rows)."""
+  NTP(target rows) + λ·{NTP | KL(teacher‖student)}(replay rows).
+
+  Next-token losses go through `losses.head_nll` (LM head fused into the loss, logits recomputed in the
+  backward); only KL rows materialise full logits, for the student and the teacher."""
 
   def loss_fn(params, batch: Batch, teacher_params, rng):
-    logits_BxLxV = _forward(graphdef, params, batch, rng if spec.dropout else None)
+    model, h_BxLxD = _hidden(graphdef, params, batch, rng if spec.dropout else None)
+    w_VxD = model.head_weight()
     mask_BxL = batch["loss_mask"]
     if spec.replay_rows_per_shard == 0:
-      nll = losses.masked_mean(losses.token_nll(logits_BxLxV, batch["targets"]), mask_BxL)
+      nll = losses.masked_mean(losses.head_nll(h_BxLxD, w_VxD, batch["targets"]), mask_BxL)
       return nll, {"loss": nll, "target_loss": nll}
-    logits_t, logits_r = _split_rows(logits_BxLxV, spec)
+    h_t, h_r = _split_rows(h_BxLxD, spec)
     targets_t, targets_r = _split_rows(batch["targets"], spec)
     mask_t, mask_r = _split_rows(mask_BxL, spec)
-    target_loss = losses.masked_mean(losses.token_nll(logits_t, targets_t), mask_t)
-    replay_ntp = losses.masked_mean(losses.token_nll(logits_r, targets_r), mask_r)
-    metrics = {"target_loss": target_loss, "replay_ntp": replay_ntp}
+    target_loss = losses.masked_mean(losses.head_nll(h_t, w_VxD, targets_t), mask_t)
     if spec.replay_loss == "kl":
+      logits_r = model.logits(h_r)
+      replay_ntp = losses.masked_mean(losses.token_nll(logits_r, targets_r), mask_r)  # a metric only
       replay_batch = {k: _split_rows(v, spec)[1] for k, v in batch.items()}
-      teacher_logits = jax.lax.stop_gradient(_forward(graphdef, teacher_params, replay_batch))
+      teacher, h_teacher = _hidden(graphdef, teacher_params, replay_batch)
+      teacher_logits = jax.lax.stop_gradient(teacher.logits(h_teacher))
       replay_loss = losses.masked_mean(losses.token_kl(teacher_logits, logits_r), mask_r)
-      metrics["kl"] = replay_loss
+      metrics = {"target_loss": target_loss, "replay_ntp": replay_ntp, "kl": replay_loss}
     else:
+      replay_ntp = losses.masked_mean(losses.head_nll(h_r, w_VxD, targets_r), mask_r)
       replay_loss = replay_ntp
+      metrics = {"target_loss": target_loss, "replay_ntp": replay_ntp}
     objective = target_loss + spec.replay_coeff * replay_loss
     metrics.update(loss=objective, replay_loss=replay_loss)
     return objective, metrics
@@ -105,7 +114,8 @@ def make_eval_step(graphdef):
   """(params, batch) -> (Σ nll over masked tokens, token count): summed so batches average exactly."""
 
   def eval_step(params, batch: Batch):
-    nll_BxL = losses.token_nll(_forward(graphdef, params, batch), batch["targets"])
+    model, h_BxLxD = _hidden(graphdef, params, batch)
+    nll_BxL = losses.head_nll(h_BxLxD, model.head_weight(), batch["targets"])
     mask = batch["loss_mask"].astype(jnp.float32)
     return jnp.sum(nll_BxL * mask), jnp.sum(mask)
 
