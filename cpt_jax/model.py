@@ -74,23 +74,27 @@ class LayerNorm(nnx.Module):
 
 
 class KVCache(NamedTuple):
-  """Preallocated keys/values of every layer: k, v are [layers, B, S, N, H].
+  """Preallocated keys/values: k, v are tuples with one [B, N, S, H] buffer per layer.
+
+  Heads-major, because that is the layout the decode-time attention dots read directly (a [B, S, N, H]
+  cache made XLA:CPU transpose all of it every token), and one buffer per layer, because slicing a layer
+  out of one stacked [layers, …] buffer copied it every token. Both measured in docs/performance.md.
 
   The first `length` slots are filled; `valid_BxS` marks which of them are real tokens, so left-padded
   prompts of different lengths decode together in one batch.
   """
 
-  k: jax.Array
-  v: jax.Array
+  k: tuple[jax.Array, ...]
+  v: tuple[jax.Array, ...]
   length: jax.Array  # int32 scalar
   valid_BxS: jax.Array
 
   @classmethod
   def zeros(cls, cfg: ModelConfig, batch: int, max_len: int | None = None) -> "KVCache":
     max_len = max_len or cfg.max_len
-    shape = (cfg.num_layers, batch, max_len, cfg.num_heads, cfg.head_dim)
-    return cls(jnp.zeros(shape, cfg.dtype), jnp.zeros(shape, cfg.dtype), jnp.zeros((), jnp.int32),
-               jnp.zeros((batch, max_len), bool))
+    shape = (batch, cfg.num_heads, max_len, cfg.head_dim)
+    zeros = lambda: tuple(jnp.zeros(shape, cfg.dtype) for _ in range(cfg.num_layers))
+    return cls(zeros(), zeros(), jnp.zeros((), jnp.int32), jnp.zeros((batch, max_len), bool))
 
 
 class Attention(nnx.Module):
@@ -104,25 +108,26 @@ class Attention(nnx.Module):
     self.b_out = _zeros((d,), ("embed",))
     self.cfg = cfg
 
-  def __call__(self, x_BxLxD, mask, cache_kv=None, cache_index=None, layer=0):
-    """`cache_kv`: the whole stacked cache (k, v), each [layers, B, S, N, H]; this layer writes its chunk
-    in place at [layer, :, cache_index] (no per-layer copy of the cache) and attends over its slice."""
+  def __call__(self, x_BxLxD, mask, cache_kv=None, cache_index=None):
+    """`cache_kv`: this layer's (k, v) cache buffers, each [B, N, S, H]; the chunk's keys/values are written
+    in place at [:, :, cache_index] and the queries attend over the whole buffer (masked)."""
     dt = self.cfg.dtype
     qkv_3xBxLxNxH = jnp.einsum("bld,tdnh->tblnh", x_BxLxD, self.w_qkv[...].astype(dt))
     qkv_3xBxLxNxH += self.b_qkv[...].astype(dt)[:, None, None]
     q_BxLxNxH, k_BxLxNxH, v_BxLxNxH = qkv_3xBxLxNxH
-    new_kv = None
-    if cache_kv is not None:  # decode: write this chunk's keys/values into the cache, attend over it
+    if cache_kv is None:
+      if mask is None:
+        out_BxLxNxH = jax.nn.dot_product_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, is_causal=True)
+      else:
+        out_BxLxNxH = jax.nn.dot_product_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, mask=mask)
+      new_kv = None
+    else:  # decode: write this chunk's keys/values into the cache, attend over it
       k_cache, v_cache = cache_kv
-      at = (layer, 0, cache_index, 0, 0)
-      k_cache = jax.lax.dynamic_update_slice(k_cache, k_BxLxNxH.astype(k_cache.dtype)[None], at)
-      v_cache = jax.lax.dynamic_update_slice(v_cache, v_BxLxNxH.astype(v_cache.dtype)[None], at)
+      write = lambda c, x_BxLxNxH: jax.lax.dynamic_update_slice_in_dim(
+          c, x_BxLxNxH.transpose(0, 2, 1, 3).astype(c.dtype), cache_index, axis=2)
+      k_cache, v_cache = write(k_cache, k_BxLxNxH), write(v_cache, v_BxLxNxH)
       new_kv = (k_cache, v_cache)
-      k_BxLxNxH, v_BxLxNxH = k_cache[layer], v_cache[layer]
-    if mask is None:
-      out_BxLxNxH = jax.nn.dot_product_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, is_causal=True)
-    else:
-      out_BxLxNxH = jax.nn.dot_product_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, mask=mask)
+      out_BxLxNxH = _cached_attention(q_BxLxNxH, k_cache, v_cache, mask)
     y_BxLxD = jnp.einsum("blnh,nhd->bld", out_BxLxNxH, self.w_out[...].astype(dt))
     return y_BxLxD + self.b_out[...].astype(dt), new_kv
 
@@ -152,9 +157,9 @@ class Block(nnx.Module):
     self.mlp = Mlp(cfg, rngs)
     self.dropout = nnx.Dropout(cfg.dropout)
 
-  def __call__(self, x_BxLxD, mask, rngs=None, cache_kv=None, cache_index=None, layer=0):
+  def __call__(self, x_BxLxD, mask, rngs=None, cache_kv=None, cache_index=None):
     deterministic = rngs is None
-    a_BxLxD, new_kv = self.attn(self.ln_attn(x_BxLxD), mask, cache_kv, cache_index, layer)
+    a_BxLxD, new_kv = self.attn(self.ln_attn(x_BxLxD), mask, cache_kv, cache_index)
     x_BxLxD = x_BxLxD + self.dropout(a_BxLxD, deterministic=deterministic, rngs=rngs)
     m_BxLxD = self.mlp(self.ln_mlp(x_BxLxD))
     x_BxLxD = x_BxLxD + self.dropout(m_BxLxD, deterministic=deterministic, rngs=rngs)
@@ -191,18 +196,26 @@ class GPT(nnx.Module):
       cache = cache._replace(valid_BxS=valid_BxS)
     mask = _attention_mask(tokens_BxL.shape[1], segment_ids_BxL, cache)
     block_fn = (lambda blk, *a: blk(*a)) if not cfg.remat else nnx.remat(lambda blk, *a: blk(*a))
-    cache_kv = None if cache is None else (cache.k, cache.v)
+    new_k, new_v = [], []
     for i, block in enumerate(self.blocks):
-      x_BxLxD, cache_kv = block_fn(block, x_BxLxD, mask, rngs, cache_kv, None if cache is None else cache.length, i)
+      layer_kv = None if cache is None else (cache.k[i], cache.v[i])
+      x_BxLxD, layer_kv = block_fn(block, x_BxLxD, mask, rngs, layer_kv, None if cache is None else cache.length)
+      if cache is not None:
+        new_k.append(layer_kv[0])
+        new_v.append(layer_kv[1])
     h_BxLxD = self.ln_f(x_BxLxD).astype(jnp.float32)
     if cache is None:
       return h_BxLxD, None
-    return h_BxLxD, KVCache(cache_kv[0], cache_kv[1], cache.length + tokens_BxL.shape[1], cache.valid_BxS)
+    return h_BxLxD, KVCache(tuple(new_k), tuple(new_v), cache.length + tokens_BxL.shape[1], cache.valid_BxS)
+
+  def head_weight(self) -> jax.Array:
+    """The output projection as [V, D] f32 (the tied embedding, or the untied head transposed)."""
+    w_VxD = self.wte[...] if self.cfg.tie_embeddings else self.w_head[...].T
+    return w_VxD.astype(jnp.float32)
 
   def logits(self, h_BxLxD):
     """LM head in f32: logits feed the softmax/KL, where bf16 rounding would bias the loss."""
-    w_DxV = self.wte[...].T if self.cfg.tie_embeddings else self.w_head[...]
-    return h_BxLxD.astype(jnp.float32) @ w_DxV.astype(jnp.float32)
+    return jnp.einsum("bld,vd->blv", h_BxLxD.astype(jnp.float32), self.head_weight())
 
   def __call__(self, tokens_BxL, positions_BxL=None, segment_ids_BxL=None, rngs=None, cache=None, valid_BxL=None):
     h_BxLxD, cache = self.hidden(tokens_BxL, positions_BxL, segment_ids_BxL, rngs, cache, valid_BxL)
@@ -210,10 +223,19 @@ class GPT(nnx.Module):
     return logits_BxLxV if cache is None else (logits_BxLxV, cache)
 
 
+def _cached_attention(q_BxLxNxH, k_BxNxSxH, v_BxNxSxH, mask_Bx1xLxS):
+  """Softmax attention of a chunk's queries over the heads-major cache (f32 softmax)."""
+  scale = 1.0 / math.sqrt(q_BxLxNxH.shape[-1])
+  scores_BxNxLxS = jnp.einsum("blnh,bnsh->bnls", q_BxLxNxH, k_BxNxSxH).astype(jnp.float32) * scale
+  scores_BxNxLxS = jnp.where(mask_Bx1xLxS, scores_BxNxLxS, jnp.finfo(jnp.float32).min)
+  probs_BxNxLxS = jax.nn.softmax(scores_BxNxLxS, axis=-1).astype(v_BxNxSxH.dtype)
+  return jnp.einsum("bnls,bnsh->blnh", probs_BxNxLxS, v_BxNxSxH)
+
+
 def _attention_mask(length: int, segment_ids_BxL, cache: KVCache | None):
   """None means plain causal attention (the fused path); otherwise a boolean [B, 1, L, S] mask."""
   if cache is not None:  # queries at slot cache.length + i see valid keys in slots 0 .. cache.length + i
-    max_len = cache.k.shape[2]
+    max_len = cache.valid_BxS.shape[1]
     q_slot = cache.length + jnp.arange(length)
     causal_LxS = jnp.arange(max_len)[None, :] <= q_slot[:, None]
     return (causal_LxS[None] & cache.valid_BxS[:, None, :])[:, None]
