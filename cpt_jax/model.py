@@ -96,6 +96,14 @@ class KVCache(NamedTuple):
     zeros = lambda: tuple(jnp.zeros(shape, cfg.dtype) for _ in range(cfg.num_layers))
     return cls(zeros(), zeros(), jnp.zeros((), jnp.int32), jnp.zeros((batch, max_len), bool))
 
+  def grow(self, max_len: int) -> "KVCache":
+    """The same cache with room for `max_len` slots (new slots empty): decoding in phases of growing
+    cache size reads fewer empty slots per token than one full-size cache."""
+    extra = max_len - self.valid_BxS.shape[1]
+    pad = lambda c: jnp.pad(c, ((0, 0), (0, 0), (0, extra), (0, 0)))
+    return KVCache(tuple(map(pad, self.k)), tuple(map(pad, self.v)), self.length,
+                   jnp.pad(self.valid_BxS, ((0, 0), (0, extra))))
+
 
 class Attention(nnx.Module):
 

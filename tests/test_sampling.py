@@ -10,20 +10,21 @@ from cpt_jax.data.tokenizer import BOS, EOS
 
 @pytest.fixture(scope="module")
 def tiny():
-  cfg = model_lib.ModelConfig(vocab_size=64, max_len=24, num_layers=2, d_model=32, num_heads=4)
+  cfg = model_lib.ModelConfig(vocab_size=64, max_len=80, num_layers=2, d_model=32, num_heads=4)
   graphdef, state = nnx.split(model_lib.GPT(cfg, nnx.Rngs(0)))
   params = jax.tree.map(lambda x: x * 4, nnx.to_pure_dict(state))  # sharper distributions: a real test
   return cfg, graphdef, params
 
 
-def test_kv_cache_sampler_equals_full_recomputation(tiny):
+@pytest.mark.parametrize("length", [20, 70])  # 70: three cache phases (32, 64, 70 slots)
+def test_kv_cache_sampler_equals_full_recomputation(tiny, length):
   cfg, graphdef, params = tiny
   key = jax.random.key(3)
-  cached = sampling.make_sampler(graphdef, cfg, batch=4, length=20)(params, key)
-  recomputed = sampling.make_recompute_sampler(graphdef, cfg, batch=4, length=20)(params, key)
-  assert cached.shape == (4, 21) and np.all(np.asarray(cached)[:, 0] == BOS)
+  cached = sampling.make_sampler(graphdef, cfg, batch=4, length=length)(params, key)
+  recomputed = sampling.make_recompute_sampler(graphdef, cfg, batch=4, length=length)(params, key)
+  assert cached.shape == (4, length + 1) and np.all(np.asarray(cached)[:, 0] == BOS)
   np.testing.assert_array_equal(cached, recomputed)
-  other = sampling.make_sampler(graphdef, cfg, batch=4, length=20)(params, jax.random.key(4))
+  other = sampling.make_sampler(graphdef, cfg, batch=4, length=length)(params, jax.random.key(4))
   assert not np.array_equal(cached, other)  # the key matters
   assert len(np.unique(np.asarray(cached)[:, 1:])) > 5  # temperature 1: diverse tokens
 
