@@ -32,10 +32,47 @@ def head_nll(h_BxLxD: jax.Array, w_VxD: jax.Array, targets_BxL: jax.Array) -> ja
   (docs/performance.md), and accelerators save 2·B·L·V f32 of activations (6.6 GB for GPT-2's
   vocabulary at 32×1024 tokens). Tokens are flattened to 2-D matmuls, the layout XLA:CPU runs fastest.
   """
-  d = h_BxLxD.shape[-1]
-  nll_N = _head_nll_flat(h_BxLxD.reshape(-1, d).astype(jnp.float32), w_VxD.astype(jnp.float32),
-                         targets_BxL.reshape(-1))
-  return nll_N.reshape(targets_BxL.shape)
+  return _flat(_head_nll_flat, h_BxLxD, w_VxD, targets_BxL)
+
+
+def head_kl(h_BxLxD: jax.Array, w_VxD: jax.Array, teacher_logits_BxLxV: jax.Array,
+            targets_BxL: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(token_kl(teacher, h·Wᵀ), token_nll(h·Wᵀ, targets)) per token, fused like `head_nll`.
+
+  The student's logits gradient is written directly as g_kl·(p_student − p_teacher) +
+  g_nll·(p_student − one-hot); the teacher's logits are a constant (no gradient flows to them).
+  """
+  return _flat(_head_kl_flat, h_BxLxD, w_VxD, teacher_logits_BxLxV, targets_BxL)
+
+
+def _flat(fn, h_BxLxD, w_VxD, *per_token):
+  """Calls fn on [tokens, …] arrays (f32) and restores the [B, L] shape of its outputs."""
+  shape = h_BxLxD.shape[:-1]
+  flat = [x.reshape((-1,) + x.shape[len(shape):]) for x in per_token]
+  out = fn(h_BxLxD.reshape(-1, h_BxLxD.shape[-1]).astype(jnp.float32), w_VxD.astype(jnp.float32), *flat)
+  return jax.tree.map(lambda y_N: y_N.reshape(shape), out)
+
+
+def _student_logits(h_NxD, w_VxD):
+  logits_NxV = h_NxD @ w_VxD.T
+  return logits_NxV, jax.nn.logsumexp(logits_NxV, axis=-1)
+
+
+def _recomputed_probs(h_NxD, w_VxD, lse_N):
+  return jnp.exp(h_NxD @ w_VxD.T - lse_N[:, None])
+
+
+def _nll_of(logits_NxV, lse_N, targets_N):
+  return lse_N - jnp.take_along_axis(logits_NxV, targets_N[:, None], axis=-1)[:, 0]
+
+
+def _head_grads(h_NxD, w_VxD, dlogits_NxV):
+  """(d h, d W) of logits = h·Wᵀ; dW as (hᵀ·dlogits)ᵀ so only small [N, D] / [D, V] arrays are transposed."""
+  return dlogits_NxV @ w_VxD, (h_NxD.T @ dlogits_NxV).T
+
+
+def _one_hot(targets_N, vocab):
+  return jax.nn.one_hot(targets_N, vocab, dtype=jnp.float32)
 
 
 @jax.custom_vjp
@@ -44,20 +81,43 @@ def _head_nll_flat(h_NxD, w_VxD, targets_N):
 
 
 def _head_nll_fwd(h_NxD, w_VxD, targets_N):
-  logits_NxV = h_NxD @ w_VxD.T
-  lse_N = jax.nn.logsumexp(logits_NxV, axis=-1)
-  target_logit_N = jnp.take_along_axis(logits_NxV, targets_N[:, None], axis=-1)[:, 0]
-  return lse_N - target_logit_N, (h_NxD, w_VxD, targets_N, lse_N)
+  logits_NxV, lse_N = _student_logits(h_NxD, w_VxD)
+  return _nll_of(logits_NxV, lse_N, targets_N), (h_NxD, w_VxD, targets_N, lse_N)
 
 
 def _head_nll_bwd(residuals, g_N):
   h_NxD, w_VxD, targets_N, lse_N = residuals
-  probs_NxV = jnp.exp(h_NxD @ w_VxD.T - lse_N[:, None])
-  dlogits_NxV = (probs_NxV - jax.nn.one_hot(targets_N, w_VxD.shape[0], dtype=probs_NxV.dtype)) * g_N[:, None]
-  return dlogits_NxV @ w_VxD, (h_NxD.T @ dlogits_NxV).T, None
+  probs_NxV = _recomputed_probs(h_NxD, w_VxD, lse_N)
+  dlogits_NxV = (probs_NxV - _one_hot(targets_N, w_VxD.shape[0])) * g_N[:, None]
+  return (*_head_grads(h_NxD, w_VxD, dlogits_NxV), None)
 
 
 _head_nll_flat.defvjp(_head_nll_fwd, _head_nll_bwd)
+
+
+@jax.custom_vjp
+def _head_kl_flat(h_NxD, w_VxD, teacher_logits_NxV, targets_N):
+  return _head_kl_fwd(h_NxD, w_VxD, teacher_logits_NxV, targets_N)[0]
+
+
+def _head_kl_fwd(h_NxD, w_VxD, teacher_logits_NxV, targets_N):
+  logits_NxV, lse_N = _student_logits(h_NxD, w_VxD)
+  logp_teacher_NxV = jax.nn.log_softmax(teacher_logits_NxV.astype(jnp.float32), axis=-1)
+  kl_N = jnp.sum(jnp.exp(logp_teacher_NxV) * (logp_teacher_NxV - (logits_NxV - lse_N[:, None])), axis=-1)
+  return (kl_N, _nll_of(logits_NxV, lse_N, targets_N)), (h_NxD, w_VxD, teacher_logits_NxV, targets_N, lse_N)
+
+
+def _head_kl_bwd(residuals, g):
+  h_NxD, w_VxD, teacher_logits_NxV, targets_N, lse_N = residuals
+  g_kl_N, g_nll_N = g
+  probs_NxV = _recomputed_probs(h_NxD, w_VxD, lse_N)
+  teacher_probs_NxV = jax.nn.softmax(teacher_logits_NxV.astype(jnp.float32), axis=-1)
+  dlogits_NxV = ((probs_NxV - teacher_probs_NxV) * g_kl_N[:, None]
+                 + (probs_NxV - _one_hot(targets_N, w_VxD.shape[0])) * g_nll_N[:, None])
+  return (*_head_grads(h_NxD, w_VxD, dlogits_NxV), None, None)
+
+
+_head_kl_flat.defvjp(_head_kl_fwd, _head_kl_bwd)
 
 
 def masked_mean(values_BxL: jax.Array, mask_BxL: jax.Array) -> jax.Array:

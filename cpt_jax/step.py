@@ -52,8 +52,8 @@ def make_loss_fn(graphdef, spec: StepSpec) -> Callable[..., tuple[jax.Array, dic
   """loss(params, batch, teacher_params, rng) -> (objective, metrics). Objective =
   NTP(target rows) + λ·{NTP | KL(teacher‖student)}(replay rows).
 
-  Next-token losses go through `losses.head_nll` (LM head fused into the loss, logits recomputed in the
-  backward); only KL rows materialise full logits, for the student and the teacher."""
+  The LM head is fused into the losses (`losses.head_nll`, `losses.head_kl`: logits recomputed in the
+  backward); only the teacher's logits on replay rows are materialised and kept."""
 
   def loss_fn(params, batch: Batch, teacher_params, rng):
     model, h_BxLxD = _hidden(graphdef, params, batch, rng if spec.dropout else None)
@@ -67,12 +67,12 @@ def make_loss_fn(graphdef, spec: StepSpec) -> Callable[..., tuple[jax.Array, dic
     mask_t, mask_r = _split_rows(mask_BxL, spec)
     target_loss = losses.masked_mean(losses.head_nll(h_t, w_VxD, targets_t), mask_t)
     if spec.replay_loss == "kl":
-      logits_r = model.logits(h_r)
-      replay_ntp = losses.masked_mean(losses.token_nll(logits_r, targets_r), mask_r)  # a metric only
       replay_batch = {k: _split_rows(v, spec)[1] for k, v in batch.items()}
       teacher, h_teacher = _hidden(graphdef, teacher_params, replay_batch)
       teacher_logits = jax.lax.stop_gradient(teacher.logits(h_teacher))
-      replay_loss = losses.masked_mean(losses.token_kl(teacher_logits, logits_r), mask_r)
+      kl_r, nll_r = losses.head_kl(h_r, w_VxD, teacher_logits, targets_r)
+      replay_ntp = losses.masked_mean(nll_r, mask_r)  # a metric only
+      replay_loss = losses.masked_mean(kl_r, mask_r)
       metrics = {"target_loss": target_loss, "replay_ntp": replay_ntp, "kl": replay_loss}
     else:
       replay_ntp = losses.masked_mean(losses.head_nll(h_r, w_VxD, targets_r), mask_r)
