@@ -62,7 +62,7 @@ def new_study(scale: str, target_kind: str, target_name: str):
   """(study, adapt config): the study's pretrain config, sizes and (small) the reused pretraining run."""
   s = ml_collections.ConfigDict()
   s.pretrain = pretrain_config(scale)
-  s.sizes = {scale: {}}
+  s.sizes = [(scale, {})]
   if scale == "small":
     s.pretrained = {"small": SMALL_PRETRAIN_DIR}
   a = adapt_base(scale)

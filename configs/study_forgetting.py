@@ -33,8 +33,7 @@ def get_config(scale: str = "small"):
     ratio = 0.25
   else:
     # a small model pretrained long, as in the paper's capacity slices (6M–46M models, 10–10,000 TPP)
-    for run in (s.pretrain, a):  # (study.sizes cannot hold dotted override keys: ConfigDict rejects them)
-      run.model.num_layers, run.model.d_model, run.model.num_heads = 6, 384, 6
+    s.sizes = [(scale, {"model.num_layers": 6, "model.d_model": 384, "model.num_heads": 6})]
     s.ptpp = [20, 2000]
     a.train.atpp, a.train.total_tokens = 20, 0
     s.replay_tokens = 150_000_000

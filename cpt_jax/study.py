@@ -5,7 +5,8 @@
 A study config (`get_config()`) holds:
   pretrain   a full run config (stage=pretrain); one run per model size, saving at every PTPP stage
   adapt      a full run config (stage=adapt); init_from / init_step are filled in per cell
-  sizes      {label: {config.path: value}} model sizes (overrides of both configs)
+  sizes      [(label, {config.path: value}), ...] model sizes (overrides of both configs); a dict
+             {label: {...}} works when no override key is dotted (ConfigDict rejects dotted keys)
   ptpp       PTPP stages (adaptation starts from the checkpoint at each)
   axes       [(axis name, [(label, {config.path: value}), ...]), ...] the adaptation grid
   replay_tokens  tokens of self-generated replay to write per (size, stage) when a cell sets
@@ -101,7 +102,8 @@ def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
   """All runs of the study in dependency order: pretrain per size, replay per (size, stage), adapt cells."""
   cells: list[Cell] = []
   stages = [float(p) for p in study.ptpp]
-  for size, size_over in study.sizes.items():
+  sizes = study.sizes.items() if hasattr(study.sizes, "items") else study.sizes
+  for size, size_over in sizes:
     size_over = _plain(size_over)
     pre = _apply(study.pretrain, size_over)
     with pre.unlocked():

@@ -3,6 +3,7 @@
 import importlib.util
 from pathlib import Path
 
+import ml_collections
 import pytest
 
 from cpt_jax import config as config_lib
@@ -36,3 +37,34 @@ def test_validation_names_the_field():
   c.data.batch_size = 30
   with pytest.raises(config_lib.ConfigError, match=r"data\.batch_size=30: must be divisible by the data axes .* = 4"):
     config_lib.validate(c, 4)
+
+
+STUDIES = [p for p in CONFIGS if p.stem.startswith("study_") and p.stem != "study_common"]
+
+
+@pytest.mark.parametrize("scale", ["small", "full"])
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_study_expands_to_valid_runs(path, scale, tmp_path):
+  """Every cell of every shipped study, at both scales, is a valid run with its size's overrides applied."""
+  from cpt_jax import study  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  s = mod.get_config(scale)
+  cells = study.expand(s, tmp_path / "study")
+  runs = [c for c in cells if c.kind in ("pretrain", "adapt") and c.config]
+  reused = bool(s.get("pretrained"))  # small scales reuse one pretraining run (no config to check)
+  assert {c.kind for c in runs} == ({"adapt"} if reused else {"pretrain", "adapt"})
+  sizes = dict(s.sizes.items() if hasattr(s.sizes, "items") else s.sizes)
+  for c in runs:
+    run = ml_collections.ConfigDict(c.config)
+    if run.stage == "adapt":
+      run.init_from = str(tmp_path)
+    config_lib.validate(run, num_devices=1)
+    for key, value in dict(sizes[c.labels["size"]]).items():  # the size's overrides reached every run
+      node = run
+      for part in key.split("."):
+        node = node[part]
+      assert node == value, (c.id, key)
+  if (path.stem, scale) == ("study_forgetting", "full"):  # the paper's capacity slice: a 6×384 model
+    assert {(r["model"]["num_layers"], r["model"]["d_model"]) for r in (c.config for c in runs)} == {(6, 384)}
