@@ -189,6 +189,11 @@ def replay_stream(cfg, tokenizer: Tokenizer, data_dir: Path, bundle: ModelBundle
     from cpt_jax.replay import SelfReplayStream  # pylint: disable=g-import-not-at-top
     if bundle.cfg.max_len != row_len:
       raise config_lib.ConfigError(f"config field model.max_len: replay rows need a context of {row_len}")
+    if jax.process_count() > 1:  # each process would call the global sampler with its own shard's key
+      raise config_lib.ConfigError(
+          "config field replay.samples is empty: on-the-fly self-replay runs in a single process only. On "
+          "several processes, write the samples first (python tools/generate_replay.py --workdir INIT_FROM "
+          "--out DIR --tokens N) and set --config.replay.samples=DIR/self_replay/1.0.0")
     sampler = sampling.make_sampler(bundle.graphdef, bundle.cfg, cfg.replay.chunk_sequences)
     # One key per batch shard (not per process), one compiled sampler shared by all shards.
     return lambda shard, shards: SelfReplayStream(

@@ -234,3 +234,17 @@ def test_cli_errors(cli, pretrained):
     assert len(errors) == 1 and "Traceback" not in r.stderr, (name, r.stderr[-3000:])
     for w in words:
       assert w in errors[0], (name, w, errors[0])
+
+
+def test_self_replay_on_the_fly_refused_on_several_processes(tiny_config_factory, monkeypatch):
+  """Each process would call the one global sampler with its own shard's key: refused with what to do."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from cpt_jax import build, model as model_lib, sharding  # pylint: disable=g-import-not-at-top
+  cfg = tiny_config_factory(**ADAPT, **{"replay.kind": "self", "replay.ratio": 0.25, "replay.samples": ""})
+  bundle = build.model_bundle(model_lib.ModelConfig.from_config(cfg.model, cfg.data.vocab_size),
+                              sharding.make_mesh(cfg.mesh))
+  assert build.replay_stream(cfg, None, None, bundle, None) is not None  # one process: fine
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  with pytest.raises(ConfigError) as e:
+    build.replay_stream(cfg, None, None, bundle, None)
+  assert "replay.samples" in str(e.value) and "generate_replay.py" in str(e.value)
