@@ -20,7 +20,7 @@ from flax import nnx
 
 from cpt_jax import config as config_lib
 from cpt_jax import model as model_lib
-from cpt_jax import optim, sharding, step as step_lib
+from cpt_jax import optim, paths, sharding, step as step_lib
 from cpt_jax.data import pipeline, sources
 from cpt_jax.data.records import DataError
 from cpt_jax.data.tokenizer import Tokenizer, copy_tokenizer, train_tokenizer
@@ -43,11 +43,11 @@ def resolve_tokenizer(cfg, workdir: str, data_dir: Path) -> Tokenizer:
 
   Order: the workdir's own copy (resume) > data.tokenizer > init_from's (adapt) > trained from data.base.
   """
-  own = Path(workdir) / TOKENIZER_FILE
+  own = paths.path(workdir) / TOKENIZER_FILE
   if own.exists():
     tok = Tokenizer(own)
     other = Tokenizer(cfg.data.tokenizer) if cfg.data.tokenizer else tok
-    if other.path.read_bytes() != own.read_bytes():
+    if other.model_bytes != tok.model_bytes:
       raise DataError(f"data.tokenizer={cfg.data.tokenizer} (vocab {other.vocab_size}) is not the tokenizer this "
                       f"workdir was trained with ({own}, vocab {tok.vocab_size}); resume without data.tokenizer, "
                       "or start a new --workdir")
@@ -55,7 +55,7 @@ def resolve_tokenizer(cfg, workdir: str, data_dir: Path) -> Tokenizer:
   if cfg.data.tokenizer:
     tok = Tokenizer(cfg.data.tokenizer)
   elif cfg.stage == "adapt":
-    tok = Tokenizer(Path(cfg.init_from) / TOKENIZER_FILE)
+    tok = Tokenizer(paths.path(cfg.init_from) / TOKENIZER_FILE)
   else:
     base = cfg.data.base
     path = data_dir / "tokenizers" / f"{base.kind}_{base.name or 'data'}_v{cfg.data.vocab_size}.model"
@@ -84,7 +84,7 @@ def model_config(cfg, tokenizer: Tokenizer) -> model_lib.ModelConfig:
 
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
-  path = Path(workdir) / CONFIG_FILE
+  path = paths.path(workdir) / CONFIG_FILE
   if not path.exists():
     raise DataError(f"{path} not found: is {workdir} the workdir of a cpt_jax run?")
   return ml_collections.ConfigDict(json.loads(path.read_text()))
@@ -231,10 +231,7 @@ def eval_sets(cfg, tokenizer: Tokenizer, data_dir: Path) -> tuple[dict[str, dict
 
 def save_run_config(cfg, workdir: str) -> None:
   if jax.process_index() == 0:
-    tmp = os.path.join(workdir, CONFIG_FILE + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.write(cfg.to_json_best_effort(indent=2))
-    os.replace(tmp, os.path.join(workdir, CONFIG_FILE))
+    paths.write_text_atomic(paths.path(workdir) / CONFIG_FILE, cfg.to_json_best_effort(indent=2))
 
 
 def frozen_copy(params, dtype: str):
@@ -246,7 +243,7 @@ def load_run(workdir: str, step: int | None = None, mesh=None):
   """(run config, bundle, params, tokenizer) of a finished or running run's checkpoint, for tools."""
   from cpt_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
   cfg = load_run_config(workdir)
-  tokenizer = Tokenizer(Path(workdir) / TOKENIZER_FILE)
+  tokenizer = Tokenizer(paths.path(workdir) / TOKENIZER_FILE)
   mesh = mesh or sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
   bundle = model_bundle(model_lib.ModelConfig.from_config(cfg.model, tokenizer.vocab_size), mesh)
   target = sharded_abstract(bundle.abstract_params, bundle.param_shardings)

@@ -19,10 +19,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
+from cpt_jax import paths
+
 _STATE_BYTES = 1 << 14
 _TRASH = "deleted"
 _UNREADABLE = "unreadable"  # steps that failed to restore, moved here (kept) when an older one was used
-_COMMIT_MARKER = "commit_success.txt"  # Orbax writes it last; a step dir without it never finished saving  # steps the retention policy dropped, renamed here before removal  # a data-iterator state is a few integers per stream
+_COMMIT_MARKER = "commit_success.txt"  # Orbax writes it last; a step dir without it never finished saving
 
 
 class CheckpointError(RuntimeError):
@@ -112,8 +114,7 @@ class Checkpointer:
     errors, skipped = [], []
     for s in steps:
       try:
-        marker = os.path.join(self.directory, str(s), _COMMIT_MARKER)
-        if "://" not in marker and not os.path.exists(marker):
+        if not (paths.path(self.directory) / str(s) / _COMMIT_MARKER).exists():
           raise FileNotFoundError(f"no commit marker {_COMMIT_MARKER}: the save of step {s} never finished")
         if weights_only:
           self._check_structure(s, "params", abstract_state)
@@ -145,8 +146,8 @@ class Checkpointer:
 
   def _quarantine(self, steps: list[int]) -> str:
     """Moves unreadable steps aside (never deletes them) so that the resumed run can save those steps again."""
-    if self._read_only or "://" in self.directory:
-      return ""
+    if self._read_only or paths.is_remote(self.directory):
+      return ""  # GCS has no rename of a directory; the unreadable step stays where it is, skipped
     dest = os.path.join(self.directory, _UNREADABLE)
     if jax.process_index() == 0:
       os.makedirs(dest, exist_ok=True)

@@ -8,11 +8,10 @@ configs/*.py start from `default_config()` and change what they need; the comman
 from __future__ import annotations
 
 import math
-import os
 
 import ml_collections
 
-from cpt_jax import sharding
+from cpt_jax import paths, sharding
 from cpt_jax.data.records import DataError
 from cpt_jax.data.sources import babi_tasks
 from cpt_jax.optim import SCHEDULES
@@ -116,7 +115,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
     raise _err("stage", c.stage, f"must be one of {STAGES}")
   if c.stage == "adapt" and not c.init_from:
     raise _err("init_from", c.init_from, "adapt needs the workdir of a pretraining run to start from")
-  if c.stage == "adapt" and not os.path.isdir(c.init_from):
+  if c.stage == "adapt" and not paths.path(c.init_from).is_dir():
     raise _err("init_from", c.init_from, "no such directory; give the --workdir of a finished pretraining run")
   for f in ("num_layers", "d_model", "num_heads", "mlp_ratio", "max_len"):
     _positive(c, f"model.{f}")
@@ -173,8 +172,7 @@ def _validate_source(s, field: str) -> None:
     raise _err(f"{field}.kind", s.kind, f"must be one of {SOURCE_KINDS}")
   if s.kind in ("records", "files") and not s.path:
     raise _err(f"{field}.path", s.path, f"a {s.kind} source needs a path")
-  if s.kind == "records" and not os.path.exists(os.path.join(s.path, "dataset_info.json")) \
-      and not s.path.startswith("gs://"):
+  if s.kind == "records" and not (paths.path(s.path) / "dataset_info.json").exists():
     raise _err(f"{field}.path", s.path, "no dataset there (missing dataset_info.json)")
   if s.kind in ("corpus", "tfds") and not s.name:
     raise _err(f"{field}.name", s.name, f"a {s.kind} source needs a name")

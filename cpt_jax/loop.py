@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -22,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cpt_jax import build, checkpoint as ckpt_lib, config as config_lib, metrics as metrics_lib
-from cpt_jax import model as model_lib, optim, sharding, step as step_lib
+from cpt_jax import model as model_lib, optim, paths, sharding, step as step_lib
 from cpt_jax.data import pipeline, sources
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again" — launch_tpu.sh relaunches on it
@@ -62,7 +61,6 @@ class _StopFlag:
 def run(cfg, workdir: str) -> dict[str, Any]:
   """Trains one stage to its token budget (resuming if `workdir` has checkpoints); returns the summary."""
   t_start = time.time()
-  os.makedirs(workdir, exist_ok=True)
   _check_writable(workdir)
   config_lib.validate(cfg, jax.device_count())
   mesh = sharding.make_mesh(cfg.mesh)
@@ -157,6 +155,7 @@ def run(cfg, workdir: str) -> dict[str, Any]:
   def save(at_step: int, force: bool = False):
     if at_step != checkpointer.latest_step():  # a step already saved (e.g. a checkpoint step that also stops)
       checkpointer.save(at_step, state, loader.state, meta, force=force)
+      writer.flush()  # a gs:// metrics.jsonl is rewritten here: a resumed run finds every line up to now
 
   def drain(pending):
     nonlocal skips
@@ -230,7 +229,7 @@ def run(cfg, workdir: str) -> dict[str, Any]:
       "final": last_eval, "config": json.loads(cfg.to_json_best_effort()),
   }
   if writer.active:
-    Path(workdir, "summary.json").write_text(json.dumps(summary, indent=2))
+    paths.write_text_atomic(paths.path(workdir) / "summary.json", json.dumps(summary, indent=2))
   return summary
 
 
@@ -263,23 +262,31 @@ def _pad_rows(rows: dict[str, np.ndarray], shards: int) -> dict[str, np.ndarray]
 
 
 def _read_before(workdir: str) -> dict[str, float]:
-  path = Path(workdir, "before.json")
+  path = paths.path(workdir) / "before.json"
   return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _write_before(workdir: str, before: dict[str, float]) -> None:
   if jax.process_index() == 0:
-    Path(workdir, "before.json").write_text(json.dumps(before, indent=2))
+    paths.write_text_atomic(paths.path(workdir) / "before.json", json.dumps(before, indent=2))
 
 
 def _check_writable(workdir: str) -> None:
-  probe = Path(workdir, ".write_probe")
+  """Creates the workdir and writes a probe, so a bad --workdir fails before any compilation."""
+  probe = paths.path(workdir) / ".write_probe"
   try:
+    probe.parent.mkdir(parents=True, exist_ok=True)
     probe.write_text("ok")
     probe.unlink()
-  except OSError as e:
-    raise config_lib.ConfigError(f"workdir {workdir} is not writable ({e.strerror}); choose another --workdir "
-                                 "or free space") from None
+  except Exception as e:  # pylint: disable=broad-except  # gcsfs raises HTTP errors as well as OSErrors
+    if not paths.is_remote(workdir):
+      if isinstance(e, OSError) and probe.parent.is_dir():
+        raise config_lib.ConfigError(f"workdir {workdir} is not writable ({e.strerror}); choose another "
+                                     "--workdir or free space") from None
+      raise  # train.py reports a local OSError as "cannot write …"
+    reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+    raise config_lib.ConfigError(f"workdir {workdir} is not writable ({reason}); check the bucket name and that "
+                                 "this machine's service account may write to it") from None
 
 
 class _Progress:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from cpt_jax import paths
 
 # Dense bf16 peak FLOP/s per chip, from vendor data sheets.
 DEVICE_PEAK_FLOPS = {
@@ -64,44 +67,75 @@ def to_python(tree: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class MetricWriter:
-  """Writes on process 0 only; `truncate_after(step)` drops lines a resumed run will write again."""
+  """metrics.jsonl (+ TensorBoard) on process 0; `truncate_after(step)` drops lines a resumed run will write
+  again.
 
-  def __init__(self, workdir: str, tensorboard: bool = True):
+  Locally each line is appended and flushed. A GCS object cannot be appended to, so with a gs:// workdir the
+  lines are kept in memory and the whole object is rewritten by `flush()` (the loop calls it at every
+  checkpoint, so a preempted run loses no line its checkpoint covers) and at least every `upload_seconds`.
+  TensorBoard events then go to a local directory (logged), since tensorboardX cannot write to GCS alone.
+  """
+
+  def __init__(self, workdir: str, tensorboard: bool = True, upload_seconds: float = 60.0):
     self.active = jax.process_index() == 0
-    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.path = paths.path(workdir) / "metrics.jsonl"
+    self._remote = paths.is_remote(workdir)
+    self._upload_seconds, self._uploaded_at = upload_seconds, time.time()
+    self._lines: list[str] = []
     self._tb = None
     if self.active and tensorboard:
+      tb_dir = os.path.join(workdir, "tensorboard")
+      if self._remote:
+        tb_dir = os.path.join(tempfile.gettempdir(), "cpt_jax_tensorboard", workdir.split("://", 1)[1])
+        logging.info("TensorBoard events of %s are written locally to %s", workdir, tb_dir)
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self._tb = SummaryWriter(tb_dir)
       except Exception as e:  # pylint: disable=broad-except  # TensorBoard is a nicety
         logging.warning("TensorBoard disabled: %s", e)
-    self._fh = open(self.path, "a", encoding="utf-8") if self.active else None
+    self._fh = None
+    if self.active and self._remote:
+      self._lines = self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
+    elif self.active:
+      self._fh = open(self.path, "a", encoding="utf-8")
 
   def truncate_after(self, step: int) -> None:
-    if not self.active or not os.path.exists(self.path):
+    if not self.active or not self.path.exists():
+      return
+    lines = self._lines if self._remote else self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
+    if self._remote:
+      self._lines = keep
+      self.flush()
       return
     self._fh.close()
-    with open(self.path, encoding="utf-8") as f:
-      keep = [line for line in f if _step_of(line) is not None and _step_of(line) <= step]
-    tmp = self.path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.writelines(keep)
-    os.replace(tmp, self.path)
+    paths.write_text_atomic(self.path, "".join(keep))
     self._fh = open(self.path, "a", encoding="utf-8")
 
   def write(self, step: int, tokens: int, metrics: Mapping[str, Any]) -> None:
     if not self.active:
       return
-    row = {"step": int(step), "tokens": int(tokens), **metrics}
-    self._fh.write(json.dumps(row) + "\n")
-    self._fh.flush()
+    line = json.dumps({"step": int(step), "tokens": int(tokens), **metrics}) + "\n"
+    if self._remote:
+      self._lines.append(line)
+      if time.time() - self._uploaded_at > self._upload_seconds:
+        self.flush()
+    else:
+      self._fh.write(line)
+      self._fh.flush()
     if self._tb is not None:
       for k, v in metrics.items():
         if isinstance(v, (int, float)):
           self._tb.add_scalar(k, v, step)
 
+  def flush(self) -> None:
+    """Makes every written line durable (a no-op locally, where each line already is)."""
+    if self.active and self._remote:
+      self.path.write_text("".join(self._lines))
+      self._uploaded_at = time.time()
+
   def close(self) -> None:
+    self.flush()
     if self._fh:
       self._fh.close()
     if self._tb is not None:
@@ -118,5 +152,5 @@ def _step_of(line: str) -> int | None:
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
+  text = (paths.path(workdir) / "metrics.jsonl").read_text()
+  return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -9,13 +9,11 @@ from __future__ import annotations
 import io
 import logging
 import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import sentencepiece as spm
 
+from cpt_jax import paths
 from cpt_jax.data.records import DataError
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
@@ -24,13 +22,14 @@ PAD, UNK, BOS, EOS = 0, 1, 2, 3
 class Tokenizer:
 
   def __init__(self, path: str | os.PathLike):
-    path = Path(path)
+    path = paths.path(path)
     if not path.exists():
       raise DataError(f"tokenizer model {path} does not exist; train one (it is made automatically from the "
                       "pretraining corpus when `data.tokenizer` is empty) or fix the path")
     self.path = path
+    self.model_bytes = path.read_bytes()  # read through epath: the model may be on GCS
     try:
-      self._sp = spm.SentencePieceProcessor(model_file=str(path))
+      self._sp = spm.SentencePieceProcessor(model_proto=self.model_bytes)
     except (RuntimeError, OSError) as e:
       raise DataError(f"{path} is not a SentencePiece model ({str(e).splitlines()[0][:120]}); point data.tokenizer "
                       "at a .model file made by cpt_jax, or leave it empty to train one") from None
@@ -58,7 +57,7 @@ class Tokenizer:
 def train_tokenizer(texts: Iterable[str], out_path: str | os.PathLike, vocab_size: int,
                     model_type: str = "bpe", max_chars: int = 20_000_000) -> Tokenizer:
   """Trains on up to `max_chars` characters of `texts` and writes the model atomically."""
-  out_path = Path(out_path)
+  out_path = paths.path(out_path)
   out_path.parent.mkdir(parents=True, exist_ok=True)
 
   def lines():
@@ -79,9 +78,7 @@ def train_tokenizer(texts: Iterable[str], out_path: str | os.PathLike, vocab_siz
     raise DataError(f"training a {vocab_size}-token tokenizer failed: {str(e).splitlines()[-1][:300]}. With byte "
                     "fallback the vocabulary needs 256 byte pieces plus the corpus's characters: raise "
                     "data.vocab_size (≥ 512 is safe)") from None
-  with tempfile.NamedTemporaryFile(dir=out_path.parent, delete=False) as f:
-    f.write(model.getvalue())
-  os.replace(f.name, out_path)
+  paths.write_bytes_atomic(out_path, model.getvalue())
   logging.info("trained a %d-token %s tokenizer -> %s", vocab_size, model_type, out_path)
   return Tokenizer(out_path)
 
@@ -95,9 +92,8 @@ def _train(lines, model, vocab_size, model_type):
 
 
 def copy_tokenizer(tok: Tokenizer, dest: str | os.PathLike) -> Tokenizer:
-  dest = Path(dest)
-  if dest.resolve() != tok.path.resolve():  # via a temporary file: a kill -9 never leaves half a model
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.copyfile(tok.path, tmp)
-    os.replace(tmp, dest)
+  """The tokenizer written to `dest` (atomically: a kill -9 never leaves half a model), unless it is there."""
+  dest = paths.path(dest)
+  if not (dest.exists() and dest.read_bytes() == tok.model_bytes):
+    paths.write_bytes_atomic(dest, tok.model_bytes)
   return Tokenizer(dest)
