@@ -48,7 +48,7 @@ def get_config(scale: str = "small"):
     s.exclude = [{ax: value, "replay": label} for ax, value in (("data", "original"), ("budget", "540k"))
                  for label, _ in s.axes[2][1] if label not in ("r0", "r12p5")]
   s.report = "babi"
-  # claim checks (cpt_jax/research/report.py: babi): thresholds fixed before the runs
+  # claim checks (cpt_jax/research/report/babi.py): thresholds fixed before the runs
   s.claims = {
       "forgetting_threshold_rel": 0.01,  # "retained": base loss rises by ≤ 1 % of its value before adapting
       "plateau_tolerance": 0.02,  # accuracy within 2 points of the best budget's = plateaued

@@ -87,3 +87,15 @@ def test_ptpp_report_fits_forecasts_and_plans(tmp_path):
   text = report.study_report(root, tmp_path / "out").read_text()
   assert "PTPP-aware laws forecast a later stage" in text and "### Plan" in text
   assert (tmp_path / "out" / "study_ptpp" / "plan.png").exists()
+
+
+
+def test_gated_form_collapsed_to_dcpt_is_not_a_win():
+  """Ranked first but equal to D-CPT (its gate fitted shut) is inconclusive, not a win; clearly better is."""
+  from cpt_jax.research.report import ptpp  # pylint: disable=g-import-not-at-top
+  tie = ptpp.gated_floor_claim({"dcpt": 0.0200, "gated_floor": 0.0201, "ptpp_additive": 0.030})
+  assert tie.reproduced is None and "collapsed" in tie.measured
+  win = ptpp.gated_floor_claim({"dcpt": 0.0200, "gated_floor": 0.0100, "ptpp_additive": 0.030})
+  assert win.reproduced is True and "collapsed" not in win.measured
+  lose = ptpp.gated_floor_claim({"dcpt": 0.0200, "gated_floor": 0.0150, "ptpp_additive": 0.012})
+  assert lose.reproduced is False

@@ -4,7 +4,7 @@
 
 DIR is a study directory (`python -m cpt_jax.study --workdir DIR`). The report kind comes from the study's
 `report` field (babi, forgetting, ptpp; quickstart writes DIR/quickstart.md instead). Figures go to
-OUT/<name>/*.png with a copy of DIR/results.csv; see cpt_jax/research/report.py.
+OUT/<name>/*.png with a copy of DIR/results.csv; see cpt_jax/research/report/.
 """
 
 from __future__ import annotations

@@ -1,0 +1,199 @@
+"""What every report shares: results.csv reading, markdown tables, seed-claim verdicts, provenance, plots."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+  rows = []
+  with open(path, newline="", encoding="utf-8") as f:
+    for row in csv.DictReader(f):
+      rows.append({k: _number(v) for k, v in row.items()})
+  return rows
+
+
+def _number(v: str):
+  try:
+    return float(v) if v not in ("", "None") else None
+  except ValueError:
+    return v
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+  """columns: (header, key, format)."""
+  head = "| " + " | ".join(h for h, _, _ in columns) + " |"
+  sep = "|" + "|".join("---" for _ in columns) + "|"
+  body = []
+  for r in rows:
+    cells = []
+    for _, key, fmt in columns:
+      v = r.get(key)
+      cells.append("–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt))
+    body.append("| " + " | ".join(cells) + " |")
+  return "\n".join([head, sep] + body)
+
+
+@dataclasses.dataclass
+class Claim:
+  """One seed claim, what our runs measured, and the verdict (True, False, or None: not testable here)."""
+  claim: str
+  measured: str
+  reproduced: bool | None
+
+  def row(self) -> str:
+    verdict = {True: "**yes**", False: "**no**", None: "inconclusive"}[self.reproduced]
+    return f"| {self.claim} | {self.measured} | {verdict} |"
+
+
+@dataclasses.dataclass
+class Study:
+  """What a study's report function gets: its rows, settings, and where to put figures."""
+  root: Path
+  name: str
+  rows: list[dict[str, Any]]
+  config: dict[str, Any]
+  fig_dir: Path
+  figures: list[str] = dataclasses.field(default_factory=list)
+
+  @property
+  def claims_cfg(self) -> dict[str, Any]:
+    return self.config.get("claims", {}) or {}
+
+  def figure(self, fig, name: str, caption: str) -> str:
+    self.fig_dir.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(self.fig_dir / name, dpi=110)
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    plt.close(fig)
+    self.figures.append(name)
+    return f"![{caption}]({self.fig_dir.name}/{name})\n\n*{caption}*\n"
+
+
+def _plt():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def machine() -> dict[str, Any]:
+  model = platform.processor() or ""
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        model = line.split(":", 1)[1].strip()
+        break
+  except OSError:
+    pass
+  try:
+    usable = len(os.sched_getaffinity(0))
+  except AttributeError:
+    usable = os.cpu_count()
+  return {"cpu": model or "unknown", "cores": usable, "system": f"{platform.system()} {platform.machine()}"}
+
+
+def _utc(t: float) -> str:
+  return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def provenance(root: Path, config: dict[str, Any], rows) -> str:
+  """Which runs made the report: commands, dates, wall time of the runner and of the cells; the machine."""
+  lines = []
+  inv = []
+  if (root / "invocations.jsonl").exists():
+    inv = [json.loads(x) for x in (root / "invocations.jsonl").read_text().splitlines() if x.strip()]
+  for i in inv:
+    argv = " ".join(["python -m cpt_jax.study"] + i["argv"][1:])
+    lines.append(f"- `{argv}`: {_utc(i['started'])} → {_utc(i['finished'])}, {i['seconds'] / 60:.1f} min, "
+                 f"{len(i['cells_run'])} cells run{', ' + str(len(i['failed'])) + ' failed' if i['failed'] else ''}")
+  runner = sum(i["seconds"] for i in inv)
+  cells = sum(r["wall_seconds"] or 0 for r in rows)
+  pre_lines = []
+  for size, path in (config.get("pretrained") or {}).items():
+    run = Path(path) if Path(path).is_absolute() else Path.cwd() / path
+    made = f"made by `python -m cpt_jax.train --config configs/study_common.py --workdir {path}`"
+    if (run / "summary.json").exists():
+      s = json.loads((run / "summary.json").read_text())
+      pre_lines.append(f"- reused pretraining run `{path}` (size {size}): {s['params']:,} parameters, "
+                       f"{s['tokens']:,} tokens (PTPP {s['ptpp']:.3g}), {s['wall_seconds'] / 60:.1f} min, {made}")
+    elif (run / "config.json").exists():  # stopped once it had saved the study's stages
+      steps = sorted(int(d.name) for d in (run / "checkpoints").iterdir() if d.name.isdigit())
+      cfg = json.loads((run / "config.json").read_text())
+      tokens = steps[-1] * cfg["data"]["batch_size"] * cfg["model"]["max_len"]
+      wall = max((run / "checkpoints" / str(x)).stat().st_mtime for x in steps) - (run / "config.json").stat().st_mtime
+      pre_lines.append(f"- reused pretraining run `{path}` (size {size}), {made}; its schedule runs to PTPP "
+                       f"{cfg['train']['ptpp']:g} (saving at {cfg['train']['save_at_ptpp']}), stopped after saving the "
+                       f"stages this study needs: checkpoints at steps {', '.join(map(str, steps))} "
+                       f"({tokens:,} tokens), {wall / 60:.1f} min of wall time (shared by the three studies)")
+  m = machine()
+  return "\n".join(
+      ["## Runs", ""] + lines + pre_lines + [
+          "",
+          f"Machine: {m['cores']} CPU cores ({m['cpu']}), {m['system']}, CPU only (JAX on CPU).",
+          f"Wall time: {runner / 60:.1f} min for the study runner (all invocations above; the reused pretraining "
+          f"is extra), of which {cells / 60:.1f} min inside the {len(rows)} adaptation cells' training loops "
+          "(results.csv `wall_seconds`; the rest is process start, compilation, data preparation, "
+          "replay generation and evaluation).", ""])
+
+
+def _f(v, fmt=".3f") -> str:
+  return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def _pivot_table(rows, row_key, col_key, cell: Callable[[dict], str], row_fmt=str, col_fmt=str) -> str:
+  rks = sorted({r[row_key] for r in rows})
+  cks = sorted({r[col_key] for r in rows})
+  by = {(r[row_key], r[col_key]): r for r in rows}
+  head = f"| {row_key} \\ {col_key} | " + " | ".join(col_fmt(c) for c in cks) + " |"
+  lines = [head, "|" + "---|" * (len(cks) + 1)]
+  for rk in rks:
+    lines.append(f"| {row_fmt(rk)} | " + " | ".join(cell(by[(rk, ck)]) if (rk, ck) in by else "–" for ck in cks) + " |")
+  return "\n".join(lines)
+
+
+def _tokens(n: float) -> str:
+  for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    if n >= scale:
+      return f"{n / scale:.3g}{unit}"
+  return f"{n:g}"
+
+
+def _pct(r: float) -> str:
+  return f"{100 * r:.3g} %"
+
+
+def _heatmap(ax, mat, xs, ys, title, fmt, cmap):
+  from matplotlib import patheffects  # pylint: disable=g-import-not-at-top
+  im = ax.imshow(mat, origin="lower", aspect="auto", cmap=cmap)
+  ax.set_xticks(range(len(xs)), [_tokens(x) for x in xs])
+  ax.set_yticks(range(len(ys)), [_pct(y) for y in ys])
+  ax.set_xlabel("adaptation tokens (budget)")
+  ax.set_ylabel("replay ratio")
+  ax.set_title(title, fontsize=10)
+  for i in range(mat.shape[0]):
+    for j in range(mat.shape[1]):
+      if not np.isnan(mat[i, j]):
+        ax.text(j, i, format(mat[i, j], fmt), ha="center", va="center", fontsize=8,
+                path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")])
+  return im
+
+
+# ---------------------------------------------------------------------------------- study 1: bAbI (seed 000)
+
+
+def _spearman(x, y) -> float:
+  rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+  if np.std(rx) == 0 or np.std(ry) == 0:
+    return 0.0
+  return float(np.corrcoef(rx, ry)[0, 1])

@@ -1,0 +1,54 @@
+"""The quickstart report: forgetting vs target loss and bAbI accuracy of its three methods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from cpt_jax.research.report.common import markdown_table, read_results
+
+
+def quickstart(root: str | Path) -> str:
+  """Forgetting vs target loss and bAbI accuracy of the three quickstart methods; writes .md and .png."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  root = Path(root)
+  rows = sorted(read_results(root / "results.csv"), key=lambda r: str(r["axis_method"]))
+  columns = [("method", "axis_method", "s"), ("replay", "replay_ratio", ".2f"), ("target loss before", "target_loss_before", ".3f"),
+             ("target loss after", "target_loss", ".3f"), ("base loss before", "base_loss_before", ".3f"),
+             ("base loss after", "base_loss", ".3f"), ("forgetting", "forgetting", "+.4f"),
+             ("bAbI accuracy", "babi_accuracy", ".3f"), ("minutes", "wall_seconds", ".1f")]
+  for r in rows:
+    r["wall_seconds"] = r["wall_seconds"] / 60 if r.get("wall_seconds") else None
+  table = markdown_table(rows, columns)
+  by = {r["axis_method"]: r for r in rows}
+  verdict = ""
+  if "no_replay" in by and "self_kl" in by:
+    nr, kl = by["no_replay"], by["self_kl"]
+    ratio = kl["forgetting"] / nr["forgetting"] if nr["forgetting"] else float("nan")
+    target_gap = kl["target_loss"] / nr["target_loss"] - 1
+    ok = ratio <= 0.5 and abs(target_gap) <= 0.05
+    verdict = (f"\nSelf-generated replay with KL: forgetting = {ratio:.2f} × no-replay forgetting, target loss "
+               f"{target_gap:+.1%} vs no replay → {'as the paper finds' if ok else 'NOT as the paper finds'} "
+               "(≤ 0.5× forgetting, target loss within 5 %).\n")
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for r in rows:
+    axes[0].scatter(r["forgetting"], r["target_loss"], s=60)
+    axes[0].annotate(r["axis_method"], (r["forgetting"], r["target_loss"]), textcoords="offset points", xytext=(5, 5))
+  axes[0].set_xlabel("forgetting (base loss after − before, nats)")
+  axes[0].set_ylabel("target (bAbI) loss after")
+  axes[0].axvline(0, color="gray", lw=0.5)
+  axes[1].bar([str(r["axis_method"]) for r in rows], [r["babi_accuracy"] or 0 for r in rows])
+  axes[1].set_ylabel("bAbI exact-match accuracy")
+  fig.suptitle("cpt_jax quickstart: adaptation to bAbI, with and without replay")
+  fig.tight_layout()
+  fig.savefig(root / "quickstart.png", dpi=120)
+  plt.close(fig)
+  text = f"# Quickstart results\n\n{table}\n{verdict}\n![forgetting vs target](quickstart.png)\n"
+  (root / "quickstart.md").write_text(text)
+  return text
+
+
+REPORTS: dict[str, Callable[[str | Path], str]] = {"quickstart": quickstart}
