@@ -14,12 +14,14 @@ CONFIG = str(Path(__file__).parent / "configs" / "tiny.py")
 REPO = str(Path(__file__).parent.parent)
 
 
-def cli_env(root: Path, corpus_dir: Path) -> dict[str, str]:
-  """Environment for tests/configs/tiny.py runs: corpus, data dir, one tokenizer for all, compile cache."""
+def cli_env(root: Path, corpus_dir: Path, tokenizer: Path | None = None) -> dict[str, str]:
+  """Environment for tests/configs/tiny.py runs: corpus, data dir, one tokenizer for all, compile cache.
+
+  `tokenizer`: an existing one (e.g. an in-process run's, to compare losses with it); else one is trained."""
   from cpt_jax.data import sources  # pylint: disable=g-import-not-at-top
   from cpt_jax.data.tokenizer import train_tokenizer  # pylint: disable=g-import-not-at-top
   corpus = str(corpus_dir / "{split}_*.txt")
-  tokenizer = root / "tokenizer.model"
+  tokenizer = tokenizer or root / "tokenizer.model"
   if not tokenizer.exists():
     src = sources._file_source(corpus, "train")  # pylint: disable=protected-access
     train_tokenizer(sources.iter_texts(src, 20_000_000), tokenizer, 400)

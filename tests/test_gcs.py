@@ -1,90 +1,139 @@
-"""A gs:// workdir end to end, against a local GCS emulator (gcp-storage-emulator, in memory).
+"""A gs:// workdir end to end through the CLI, against a local GCS emulator (gcp-storage-emulator, in memory).
 
-Everything a run writes goes through GCS's JSON API here exactly as on a TPU VM: config.json, tokenizer.model,
-metrics.jsonl, before.json and summary.json through etils.epath + gcsfs, checkpoints through Orbax +
-TensorStore's GCS driver. Both are pointed at the emulator by their documented environment variables.
+`python -m cpt_jax.train --workdir gs://…` runs in subprocesses exactly as on a TPU VM: config.json,
+tokenizer.model, metrics.jsonl, before.json and summary.json go through etils.epath + gcsfs, checkpoints through
+Orbax + TensorStore's GCS driver, all over GCS's JSON API. Both clients are pointed at the emulator by their
+documented environment variables (STORAGE_EMULATOR_HOST; TENSORSTORE_GCS_HTTP_URL with
+GOOGLE_AUTH_TOKEN_FOR_TESTING), so nothing can fall back to a local directory unnoticed: the subprocesses run
+in an empty directory, which is checked to stay empty.
+
+The emulator is a test extra: without it these tests fail (an ImportError), they are never skipped.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from cpt_jax import loop, metrics, paths
+from cpt_jax import metrics, paths
+
+sys.path.insert(0, str(Path(__file__).parent))
+import cli_utils  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 BUCKET = "cpt-test"
 
 
 @pytest.fixture(scope="module")
 def gcs():
-  from gcp_storage_emulator.server import create_server  # pylint: disable=g-import-not-at-top  # a test extra
+  """(gs://BUCKET, environment variables pointing gcsfs and TensorStore at a fresh in-memory emulator)."""
+  from gcp_storage_emulator import server as emulator  # pylint: disable=g-import-not-at-top  # a test extra
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-  server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
-  server.start()
-  url = f"http://127.0.0.1:{port}"
-  saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "TENSORSTORE_GCS_HTTP_URL",
-                                          "GOOGLE_AUTH_TOKEN_FOR_TESTING")}
-  os.environ.update(STORAGE_EMULATOR_HOST=url, TENSORSTORE_GCS_HTTP_URL=url, GOOGLE_AUTH_TOKEN_FOR_TESTING="test")
-  yield f"gs://{BUCKET}"
-  server.stop()
-  for k, v in saved.items():
-    if v is None:
-      os.environ.pop(k, None)
-    else:
-      os.environ[k] = v
+  with pytest.MonkeyPatch.context() as mp:
+    _send_generation_headers(mp, emulator)
+    server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    env = {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_AUTH_TOKEN_FOR_TESTING": "test"}
+    for k, v in env.items():  # this process reads the bucket through gcsfs too
+      mp.setenv(k, v)
+    yield f"gs://{BUCKET}", env
+    server.stop()
+
+
+def _send_generation_headers(mp, emulator):
+  """Makes the emulator's media downloads carry `x-goog-generation`, as GCS's do.
+
+  TensorStore takes the generation of a ranged read from that header; without it the generation is 0, and the
+  next read that revalidates the cached entry (`ifGenerationNotMatch=0`) is refused before it is sent:
+  "Malformed StorageGeneration" (TensorStore's GCS driver accepts only generations > 0). Whether a
+  revalidation happens depends on timing, so unpatched about one checkpoint save in a few fails, in
+  Orbax's OCDBT manifest read.
+  """
+  original = emulator.objects.download
+
+  def download(request, response, storage, *args, **kwargs):
+    original(request, response, storage, *args, **kwargs)
+    if response.status in (200, 206):
+      obj = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
+      response["x-goog-generation"] = str(obj["generation"])
+      response["x-goog-metageneration"] = str(obj["metageneration"])
+
+  mp.setattr(emulator.objects, "download", download)  # objects.get (…?alt=media) calls it by this name
+  for _, handlers in emulator.HANDLERS:  # the download routes hold the function itself
+    for method, handler in list(handlers.items()):
+      if handler is original:
+        mp.setitem(handlers, method, download)
+
+
+def _run(env, cwd, workdir, *overrides):
+  return subprocess.run(cli_utils.train_cmd(workdir, *overrides), env=env, cwd=cwd, capture_output=True, text=True,
+                        timeout=300, check=False)
 
 
 def _losses(workdir):
   return [(r["step"], r["train/loss"]) for r in metrics.read_metrics(workdir) if "train/loss" in r]
 
 
-def test_gcs_workdir_trains_resumes_and_adapts(gcs, tiny_config_factory, pretrained, tmp_path, monkeypatch):
-  monkeypatch.chdir(tmp_path)  # a gs:// path mistaken for a local one would appear here as ./gs:/...
-  for attempt in range(2):
-    try:
-      return _train_resume_adapt(f"{gcs}/attempt{attempt}", tiny_config_factory, pretrained, tmp_path)
-    except ValueError as e:
-      # The emulator's object generations occasionally confuse TensorStore's OCDBT manifest writes (about 1
-      # run in 6 here; a known TensorStore symptom with non-Google stores, never seen on GCS). Only that
-      # error earns one retry in fresh directories; anything else fails the test.
-      if "Malformed StorageGeneration" not in str(e) or attempt:
-        raise
-      logging.warning("GCS emulator flake, retrying once: %s", str(e)[:200])
+def _forget_listings():
+  """gcsfs caches listings (and so sizes) per process; the trainer subprocesses changed the bucket since."""
+  from etils.epath import backend  # pylint: disable=g-import-not-at-top
+  backend.fsspec_backend.fs(f"gs://{BUCKET}").invalidate_cache()  # the instance epath.Path uses
 
 
-def _train_resume_adapt(root, tiny_config_factory, pretrained, tmp_path):
-  pre = f"{root}/pretrain"
-  with pytest.raises(loop.Preempted):
-    loop.run(tiny_config_factory(**{"train.stop_at_step": 8}), pre)
+def test_gcs_workdir_trains_resumes_and_adapts_through_the_cli(gcs, corpus_dir, pretrained, tmp_path):
+  bucket, gcs_env = gcs
+  # The in-process `pretrained` run's tokenizer, so that its losses are the uninterrupted reference.
+  env = {**cli_utils.cli_env(tmp_path, corpus_dir, tokenizer=Path(pretrained[0]) / "tokenizer.model"), **gcs_env}
+  cwd = tmp_path / "cwd"  # a gs:// path mistaken for a local one would appear here as gs:/...
+  cwd.mkdir()
+  pre = f"{bucket}/cli/pretrain"
   run = paths.path(pre)
+
+  few_saves = f"--config.train.checkpoint_every_tokens={8 * 32 * 16}"  # steps 8 (the stop), 16, 20: each is HTTP
+  stopped = _run(env, cwd, pre, few_saves, "--config.train.stop_at_step=8")
+  assert stopped.returncode == 75, stopped.stderr[-3000:]
   assert {"config.json", "tokenizer.model", "metrics.jsonl", "checkpoints"} <= {p.name for p in run.iterdir()}
   assert (run / "checkpoints" / "8" / "commit_success.txt").exists()
+  assert [s for s, _ in _losses(pre)] == list(range(1, 9))  # every line its checkpoint covers is on GCS
   assert not (run / "summary.json").exists()  # stopped, not finished
 
-  summary = loop.run(tiny_config_factory(), pre)  # the same command again: resumes from step 8 on GCS
+  resumed = _run(env, cwd, pre, few_saves)  # the same command again: resumes from step 8 on GCS
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  _forget_listings()
+  assert "resumed from step 8 of gs://" in resumed.stderr
   assert _losses(pre) == _losses(str(pretrained[0]))  # = an uninterrupted local run, step by step
-  assert json.loads((run / "summary.json").read_text())["steps"] == summary["steps"] == 20
-  assert not os.path.exists("gs:") and not any(p.name.startswith("gs") for p in tmp_path.iterdir())
+  summary = json.loads((run / "summary.json").read_text())
+  assert summary["steps"] == 20
 
-  adapt_cfg = tiny_config_factory(**{
-      "stage": "adapt", "init_from": pre, "data.target.kind": "babi", "data.target.babi_stories": 8,
-      "data.target.babi_tasks": "1,2", "train.total_tokens": 8 * 32 * 2, "train.babi_eval_examples": 0})
-  adapt = f"{root}/adapt"
-  loop.run(adapt_cfg, adapt)
+  adapt = f"{bucket}/cli/adapt"
+  adapted = _run(env, cwd, adapt, "--config.stage=adapt", f"--config.init_from={pre}",
+                 "--config.data.tokenizer=",  # the tokenizer is read from the gs:// run it starts from
+                 "--config.data.target.kind=babi", "--config.data.target.babi_stories=8",
+                 "--config.data.target.babi_tasks=1,2", f"--config.train.total_tokens={8 * 32 * 2}",
+                 "--config.train.babi_eval_examples=0")
+  assert adapted.returncode == 0, adapted.stderr[-3000:]
+  _forget_listings()
   first_eval = next(r for r in metrics.read_metrics(adapt) if "eval/base/loss" in r)
   # the weights came from the GCS run: same base loss on the same validation rows as where it ended
   assert first_eval["eval/base/loss"] == pytest.approx(summary["final"]["eval/base/loss"], abs=1e-6)
   assert json.loads((paths.path(adapt) / "before.json").read_text())["eval/base/loss"] == first_eval["eval/base/loss"]
   assert (paths.path(adapt) / "tokenizer.model").read_bytes() == (run / "tokenizer.model").read_bytes()
+  assert json.loads((paths.path(adapt) / "summary.json").read_text())["stage"] == "adapt"
+  assert not any(cwd.iterdir()), sorted(p.name for p in cwd.iterdir())
 
 
-def test_unwritable_gcs_workdir_is_one_clear_error(gcs, tiny_config_factory):
-  from cpt_jax.config import ConfigError  # pylint: disable=g-import-not-at-top
-  with pytest.raises(ConfigError, match="workdir gs://no-such-bucket/run is not writable.*bucket"):
-    loop.run(tiny_config_factory(), "gs://no-such-bucket/run")
+def test_unwritable_gcs_workdir_is_one_clear_error(gcs, corpus_dir, pretrained, tmp_path):
+  _, gcs_env = gcs
+  env = {**cli_utils.cli_env(tmp_path, corpus_dir, tokenizer=Path(pretrained[0]) / "tokenizer.model"), **gcs_env}
+  proc = _run(env, tmp_path, "gs://no-such-bucket/run")
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  errors = cli_utils.error_lines(proc.stderr)
+  assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert "workdir gs://no-such-bucket/run is not writable" in errors[0] and "bucket" in errors[0]
