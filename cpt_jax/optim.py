@@ -2,6 +2,9 @@
 
 Marek et al. (arXiv 2507.07101): keep Adam's β₂ half-life fixed in tokens, `β = 0.5 ** (tokens_per_step /
 t_half)`, so a batch-size change keeps the averaging horizon; a raw β stays available.
+
+Schedules are functions of the step index s = 0..total_steps-1 (optax's update count: the update made at
+step s uses lr(s)), so the final LR is the one of step total_steps-1, the last step that is trained.
 """
 
 from __future__ import annotations
@@ -32,32 +35,64 @@ def resolve_betas(opt_cfg, tokens_per_step: int) -> tuple[float, float]:
 
 
 def lr_schedule(opt_cfg, tokens_per_step: int, total_steps: int) -> optax.Schedule:
-  """Linear warmup, then cosine to `min_lr_ratio`·lr, WSD (flat then linear decay), or constant."""
-  warmup = min(total_steps, max(0, round(opt_cfg.warmup_tokens / tokens_per_step)))
-  peak, floor = opt_cfg.lr, opt_cfg.lr * opt_cfg.min_lr_ratio
-  rest = max(1, total_steps - warmup)
-  if opt_cfg.schedule == "cosine":
-    after = optax.cosine_decay_schedule(peak, rest, alpha=opt_cfg.min_lr_ratio)
-  elif opt_cfg.schedule == "wsd":
-    decay = min(rest, max(1, round(opt_cfg.decay_tokens / tokens_per_step)))
-    after = optax.join_schedules(
-        [optax.constant_schedule(peak), optax.linear_schedule(peak, floor, decay)], [rest - decay])
-  elif opt_cfg.schedule == "constant":
-    after = optax.constant_schedule(peak)
-  else:
+  """Linear warmup, then cosine to `min_lr_ratio`·lr, WSD (flat then linear decay), or constant.
+
+  Warmup of w steps: lr(s) = peak·(s+1)/w, so step 0 already trains and step w-1 is at peak. Cosine runs
+  from peak at step w to the floor at the last step; WSD holds peak, then spends its last d steps going
+  down linearly, lr = floor + (peak-floor)·(1 - k/d) on its k-th decay step (k = 1..d), so the last step
+  is at the floor. Cosine and WSD keep at least that last step after warmup (a 1-step run trains at the
+  floor); steps past the end stay at the final LR.
+  """
+  if opt_cfg.schedule not in SCHEDULES:
     raise ValueError(f"opt.schedule={opt_cfg.schedule!r} is not one of {SCHEDULES}")
-  if warmup == 0:
-    return after
-  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])
+  total_steps = max(1, int(total_steps))
+  last = total_steps - 1
+  kind = opt_cfg.schedule
+  max_warmup = total_steps if kind == "constant" else last
+  warmup = min(max_warmup, max(0, round(opt_cfg.warmup_tokens / tokens_per_step)))
+  decay = min(total_steps - warmup, max(1, round(opt_cfg.decay_tokens / tokens_per_step)))
+  peak = float(opt_cfg.lr)
+  floor = float(opt_cfg.lr * opt_cfg.min_lr_ratio)
+
+  def schedule(step) -> jax.Array:
+    s = jnp.asarray(step, jnp.float32)
+    warm = peak * ((s + 1) / max(warmup, 1))
+    if kind == "cosine":
+      done = jnp.clip((s - warmup) / (last - warmup), 0, 1) if last > warmup else jnp.ones_like(s)
+      after = floor + (peak - floor) * 0.5 * (1 + jnp.cos(jnp.pi * done))
+    elif kind == "wsd":
+      done = jnp.clip((s - (total_steps - decay) + 1) / decay, 0, 1)
+      after = floor + (peak - floor) * (1 - done)
+    else:
+      after = jnp.full_like(s, peak)
+    return jnp.where(s < warmup, warm, after).astype(jnp.float32)
+
+  return schedule
+
+
+# The role of every parameter name in model.GPT. Matrices are decayed; embedding tables only with
+# `decay_embeddings` (the untied head counts as one, so tying changes the architecture, not the decay);
+# biases and LayerNorm scales never. A name missing here is an error rather than a guess.
+PARAM_ROLES = {
+    "w_qkv": "matrix", "w_out": "matrix", "w_in": "matrix",
+    "wte": "embedding", "wpe": "embedding", "w_head": "embedding",
+    "b_qkv": "bias", "b_out": "bias", "b_in": "bias", "bias": "bias",
+    "scale": "norm",
+}
 
 
 def weight_decay_mask(params: Any, decay_embeddings: bool) -> Any:
-  """Decay matrices (ndim ≥ 2); never biases or LayerNorm scales; embeddings only if asked."""
-  def mask(path, x):
-    name = jax.tree_util.keystr(path)
-    if not decay_embeddings and ("'wte'" in name or "'wpe'" in name):
-      return False
-    return x.ndim >= 2
+  """True where AdamW decays: chosen by parameter name via PARAM_ROLES, because shapes lie (b_qkv is 3-D)."""
+  decayed = {"matrix": True, "embedding": bool(decay_embeddings), "bias": False, "norm": False}
+
+  def mask(path, _):
+    last = path[-1] if path else None
+    name = getattr(last, "key", getattr(last, "name", None))
+    if name not in PARAM_ROLES:
+      raise ValueError(f"parameter {jax.tree_util.keystr(path)}: no weight-decay role for {name!r}; "
+                       "add its name to optim.PARAM_ROLES")
+    return decayed[PARAM_ROLES[name]]
+
   return jax.tree_util.tree_map_with_path(mask, params)
 
 
