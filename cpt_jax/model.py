@@ -273,4 +273,5 @@ def total_params(cfg: ModelConfig) -> int:
 
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
   """6·(non-embedding params + V·D of the output projection) + 12·L·T·D (attention, causal not discounted)."""
-  return 6.0 * (non_embedding_params(cfg) + cfg.vocab_size * cfg.d_model) + 12.0 * cfg.num_layers * seq_len * cfg.d_model
+  attention = 12.0 * cfg.num_layers * seq_len * cfg.d_model
+  return 6.0 * (non_embedding_params(cfg) + cfg.vocab_size * cfg.d_model) + attention

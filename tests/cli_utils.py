@@ -42,12 +42,12 @@ def run_cli(env, workdir, *overrides: str, timeout: float = 300) -> subprocess.C
 
 def train_losses(workdir) -> list[tuple[int, float]]:
   """(step, train/loss) in file order: a resumed run must not repeat or skip a step."""
-  rows = [json.loads(l) for l in Path(workdir, "metrics.jsonl").read_text().splitlines() if l.strip()]
+  rows = [json.loads(line) for line in Path(workdir, "metrics.jsonl").read_text().splitlines() if line.strip()]
   return [(r["step"], r["train/loss"]) for r in rows if "train/loss" in r]
 
 
 def error_lines(stderr: str) -> list[str]:
-  return [l for l in stderr.splitlines() if l.startswith("error:")]
+  return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
 def abstract_state(cfg, tokenizer_path):

@@ -1,4 +1,4 @@
-"""tools/bench.py --quick: every figure of issue 8 is present and sane (no timing thresholds here)."""
+"""tools/bench.py --quick: every figure of docs/performance.md is present and sane (no timing thresholds here)."""
 
 import json
 import math

@@ -96,7 +96,7 @@ def test_sigkill_at_random_moments_loses_nothing(corpus_dir, tiny_config_factory
   want = cli_utils.train_losses(tmp_path / "reference")
   assert [s for s, _ in want] == list(range(1, 21))
   # how long training (after start-up) took, from the run's own log times
-  stamps = [l.split()[1] for l in ref.stderr.splitlines() if l.startswith("I") and "loop.py" in l]
+  stamps = [line.split()[1] for line in ref.stderr.splitlines() if line.startswith("I") and "loop.py" in line]
   to_s = lambda hms: sum(float(x) * m for x, m in zip(hms.split(":"), (3600, 60, 1)))
   train_seconds = max(0.5, to_s(stamps[-1]) - to_s(stamps[0])) if len(stamps) > 1 else t_ref / 3
 
@@ -112,12 +112,12 @@ def test_sigkill_at_random_moments_loses_nothing(corpus_dir, tiny_config_factory
     t.join()
   wall = time.perf_counter() - t0
 
-  kills = sum(l.kills for l in lanes)
-  workdirs = [w for l in lanes for w in l.workdirs]
+  kills = sum(lane.kills for lane in lanes)
+  workdirs = [w for lane in lanes for w in lane.workdirs]
   mismatches = [str(w) for w in workdirs if cli_utils.train_losses(w) != want]
-  unreadable = [u for l in lanes for u in l.unreadable]
-  problems = [p for l in lanes for p in l.problems]
-  print(f"chaos: {kills} kills, {sum(l.processes for l in lanes) + 1} processes, {len(workdirs)} resumed runs, "
+  unreadable = [u for lane in lanes for u in lane.unreadable]
+  problems = [p for lane in lanes for p in lane.problems]
+  print(f"chaos: {kills} kills, {sum(lane.processes for lane in lanes) + 1} processes, {len(workdirs)} resumed runs, "
         f"{len(mismatches)} mismatches, {len(unreadable)} unreadable checkpoints, {wall:.1f} s "
         f"(reference {t_ref:.1f} s, training part {train_seconds:.1f} s)")
   assert kills == KILLS

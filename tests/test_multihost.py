@@ -25,7 +25,7 @@ STEPS, STOP = 6, 3
 
 
 def _losses(workdir) -> dict[int, float]:
-  rows = [json.loads(l) for l in Path(workdir, "metrics.jsonl").read_text().splitlines() if l.strip()]
+  rows = [json.loads(line) for line in Path(workdir, "metrics.jsonl").read_text().splitlines() if line.strip()]
   return {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}
 
 

@@ -57,7 +57,8 @@ def test_babi_report_checks_the_claims(tmp_path):
 
 def test_forgetting_report(tmp_path):
   rows = []
-  methods = {"none": ("none", "ntp", 1.0, 0.3), "real_ntp": ("real", "ntp", 1.0, 0.05), "real_kl": ("real", "kl", 1.0, 0.02),
+  methods = {"none": ("none", "ntp", 1.0, 0.3), "real_ntp": ("real", "ntp", 1.0, 0.05),
+             "real_kl": ("real", "kl", 1.0, 0.02),
              "self_ntp": ("self", "ntp", 1.0, 0.04), "self_kl_l0.3": ("self", "kl", 0.3, 0.08),
              "self_kl_l1": ("self", "kl", 1.0, 0.03), "self_kl_l3": ("self", "kl", 3.0, 0.02),
              "self_kl_l10": ("self", "kl", 10.0, 0.01)}

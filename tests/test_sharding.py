@@ -22,7 +22,7 @@ def _run():
   out = subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True,
                        text=True, timeout=600, check=False)
   assert out.returncode == 0, out.stderr[-3000:]
-  line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")][-1]
+  line = [s for s in out.stdout.splitlines() if s.startswith("RESULT ")][-1]
   return json.loads(line[len("RESULT "):])
 
 

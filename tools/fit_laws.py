@@ -108,7 +108,8 @@ def main(argv=None) -> int:
       cis[name] = fit.bootstrap(fc.fit, X, y, args.bootstrap, seed=args.seed, delta=args.delta).ci(0.95)
       print(f"  {name}: " + ", ".join(f"{k} {fc.fit.params[k]:.4g} [{lo:.4g}, {hi:.4g}]"
                                        for k, (lo, hi) in cis[name].items()))
-  params = {name: {"params": fc.fit.params, "ci95": cis.get(name), "objective": fc.fit.objective, "formula": fc.fit.form.formula,
+  params = {name: {"params": fc.fit.params, "ci95": cis.get(name), "objective": fc.fit.objective,
+                   "formula": fc.fit.form.formula,
                    "anchored_params": fc.anchored.params if fc.anchored else None,
                    "anchored_calib": fc.anchored.calib if fc.anchored else None}
             for name, fc in res.items()}

@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from cpt_jax.replay import main  # noqa: E402
+from cpt_jax.replay_dataset import main  # noqa: E402
 
 if __name__ == "__main__":
   main()

@@ -23,6 +23,7 @@ import dataclasses
 from typing import Mapping, Sequence
 
 import numpy as np
+from scipy import optimize
 
 from cpt_jax.research import fit as fitting
 from cpt_jax.research import laws
@@ -112,7 +113,6 @@ def plan(target_law, base_law, *, params: float, ptpp: float, base_loss_before: 
 def _polish(pred, a0, r0, min_atpp, replay_range, max_target_loss, max_forgetting):
   """SLSQP on (ln ATPP, r) from a feasible point: slides along a thin feasible wedge to its tip, which a
   grid can step over. Kept only if feasible and cheaper."""
-  from scipy import optimize
   one = lambda z: tuple(float(v[0, 0]) for v in pred(np.exp(z[:1]), z[1:])[::2])  # (target, forgetting)
   cons = [dict(type="ineq", fun=lambda z: max_target_loss - one(z)[0]),
           dict(type="ineq", fun=lambda z: max_forgetting - one(z)[1])]
@@ -169,10 +169,10 @@ def base_loss_before(table: Mapping[str, np.ndarray], params: float, ptpp: float
 
 def plot(p: Plan, path) -> None:
   """Feasible region over (ATPP, r), the two threshold contours and the chosen plan, as a PNG."""
-  import matplotlib
+  import matplotlib  # ~0.6 s to import; only the figure needs it
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  from matplotlib.colors import ListedColormap
+  import matplotlib.pyplot as plt  # after choosing the headless backend
+  from matplotlib.colors import ListedColormap  # with pyplot, only for the figure
   s = p.setting
   fig, ax = plt.subplots(figsize=(6.4, 4.4))
   ax.pcolormesh(p.grid_atpp, p.grid_replay, p.mask.astype(float), cmap=ListedColormap(["#eeeeee", "#8fd19e"]),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cpt_jax.data.babi import fileformat
 from cpt_jax.data.babi.generate import generate_stories
+from cpt_jax.data.babi.stats import report
 from cpt_jax.data.babi.vocab import MODES
 
 
@@ -45,7 +46,6 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
   args = parser().parse_args(argv)
   if args.command == "stats":
-    from cpt_jax.data.babi.stats import report  # pylint: disable=g-import-not-at-top
     try:
       print(report(args.path))
     except (FileNotFoundError, fileformat.FormatError) as e:

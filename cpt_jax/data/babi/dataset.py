@@ -12,6 +12,8 @@ import random
 from pathlib import Path
 from typing import Any, Iterable
 
+from array_record.python.array_record_module import ArrayRecordWriter
+
 from cpt_jax.data.babi.generate import check_task, generate_stories
 from cpt_jax.data.babi.render import render_story
 
@@ -50,8 +52,6 @@ def write_babi_dataset(out_dir: str | os.PathLike, mode: str = "synthetic", num_
                        test_fraction: float = 0.1) -> Path:
   """Writes `<out_dir>/<split>.array_record` and `dataset_info.json` (counts and generation args);
   dataset_info.json is written last, so its presence marks a complete dataset."""
-  from array_record.python.array_record_module import ArrayRecordWriter  # pylint: disable=g-import-not-at-top
-
   tasks = list(tasks)
   splits = build_babi_splits(mode, num_stories_per_task, seed, tasks, val_fraction, test_fraction)
   out = Path(out_dir)
@@ -80,7 +80,7 @@ class BabiSource:
     if not path.exists():
       raise FileNotFoundError(f"no bAbI split {split!r} at {path}; write it with write_babi_dataset() "
                               f"(splits: {', '.join(SPLITS)})")
-    import grain  # pylint: disable=g-import-not-at-top
+    import grain  # ~1 s to import; generating and writing bAbI (python -m cpt_jax.data.babi) never reads it
     self._source = grain.sources.ArrayRecordDataSource([str(path)])
     self.path, self.split = str(path), split
 

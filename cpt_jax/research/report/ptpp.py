@@ -6,6 +6,9 @@ import json
 
 import numpy as np
 
+from cpt_jax.research import fit as fit_lib
+from cpt_jax.research import laws
+from cpt_jax.research import plan as plan_lib
 from cpt_jax.research.report.common import Claim, Study, _f, _pct, _pivot_table, _plt, _spearman
 
 
@@ -29,9 +32,6 @@ def gated_floor_claim(huber_by_form: dict[str, float]) -> Claim:
 
 
 def ptpp_report(st: Study):
-  from cpt_jax.research import fit as fit_lib  # pylint: disable=g-import-not-at-top
-  from cpt_jax.research import laws  # pylint: disable=g-import-not-at-top
-  from cpt_jax.research import plan as plan_lib  # pylint: disable=g-import-not-at-top
   plt = _plt()
   cc = st.claims_cfg
   k_anchor = int(cc.get("anchors", 3))
@@ -121,7 +121,8 @@ def ptpp_report(st: Study):
   claims.append(Claim(
       f"A few anchors at the evaluated stage improve accuracy without changing the ranking ({k_anchor} anchors)",
       f"anchors lowered held-out Huber-on-log for {len(improved)} of {len(t)} forms; ranking without anchors "
-      f"{', '.join(r0)}; with anchors {', '.join(r1)} (Spearman {_spearman(list(range(len(r0))), [r1.index(f) for f in r0]):+.2f})",
+      f"{', '.join(r0)}; with anchors {', '.join(r1)} "
+      f"(Spearman {_spearman(list(range(len(r0))), [r1.index(f) for f in r0]):+.2f})",
       bool(len(improved) > len(t) / 2 and r0[0] == r1[0])))
 
   # planning at the last stage with the best anchored laws
@@ -165,7 +166,9 @@ def ptpp_report(st: Study):
            f"{max_forget:+.4f} nats ({cc.get('plan_forgetting_share', 0.5):g} × the mean no-replay forgetting); "
            f"ATPP in [{atpps[0]:g}, {atpps[-1]:g}], replay in [0, {max(ratios):g}]. Laws: the best anchored forms "
            f"({pick['target_loss']} for the Spanish loss, {pick['base_loss']} for the English loss).", "",
-           "```", json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in pl.summary().items()}), "```",
-           "", f"![plan]({st.fig_dir.name}/plan.png)", "", "*Feasible region of the plan (green) and its cheapest point*", ""]
-  title = f"Study 3 (seed 002): PTPP-aware adaptation laws — fit on PTPP {', '.join(f'{p:g}' for p in early)}, forecast {last:g}"
+           "```", json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in pl.summary().items()}),
+           "```", "", f"![plan]({st.fig_dir.name}/plan.png)", "",
+           "*Feasible region of the plan (green) and its cheapest point*", ""]
+  title = (f"Study 3 (seed 002): PTPP-aware adaptation laws — fit on PTPP {', '.join(f'{p:g}' for p in early)}, "
+           f"forecast {last:g}")
   return title, "## Results\n\n" + "\n".join(body), claims
