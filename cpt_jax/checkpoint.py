@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from cpt_jax import paths
@@ -42,7 +43,6 @@ def gather_data_states(local_state: dict[str, Any]) -> dict[str, Any]:
   """{"process_<i>": state_i} for all processes, on every process (each one reads only its shard)."""
   if jax.process_count() == 1:
     return {"process_0": local_state}
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   all_bytes = np.asarray(multihost_utils.process_allgather(_encode_state(local_state)))
   return {f"process_{i}": json.loads(bytes(row).decode()) for i, row in enumerate(all_bytes)}
 
@@ -52,6 +52,9 @@ class Checkpointer:
   def __init__(self, directory: str, keep: int, keep_steps: Iterable[int] = (), async_save: bool = True,
                read_only: bool = False):
     self.directory = os.path.abspath(directory) if "://" not in directory else directory
+    if paths.path(self.directory).exists() and not paths.path(self.directory).is_dir():
+      raise CheckpointError(f"{self.directory} is a file, not a checkpoint directory; move it away (nothing "
+                            "else there is touched) or choose another --workdir")
     self.keep_steps = set(int(s) for s in keep_steps)
     policy = pp.AnyPreservationPolicy([pp.LatestN(keep), pp.CustomSteps(sorted(self.keep_steps))]) \
         if self.keep_steps else pp.LatestN(keep)
@@ -110,7 +113,7 @@ class Checkpointer:
     """
     steps = [step] if step is not None else sorted(self.all_steps(), reverse=True)
     if not steps or steps == [None]:
-      raise CheckpointError(f"no checkpoint in {self.directory}")
+      raise CheckpointError(f"no checkpoint in {self.directory}: that run has not saved one yet")
     errors, skipped = [], []
     for s in steps:
       try:
@@ -137,25 +140,25 @@ class Checkpointer:
       except CheckpointError:
         raise
       except Exception as e:  # pylint: disable=broad-except  # any read failure means "try an older one"
-        msg = f"step {s} in {self.directory} is unreadable ({type(e).__name__}: {str(e)[:200]})"
-        logging.warning("%s; trying an older checkpoint", msg)
+        msg = f"step {s} ({type(e).__name__}: {str(e)[:200]})"
+        logging.warning("step %d in %s is unreadable: %s; trying an older checkpoint", s, self.directory, msg)
         errors.append(msg)
         skipped.append(s)
-    raise CheckpointError("no readable checkpoint: " + "; ".join(errors) +
-                          ". Delete the workdir to start over, or restore a backup.")
+    raise CheckpointError(f"no readable checkpoint in {self.directory}: " + "; ".join(errors) + ". Nothing was "
+                          "changed there: restore it from a backup, or start over in a new --workdir (or, for "
+                          "init_from, give another run).")
 
   def _quarantine(self, steps: list[int]) -> str:
     """Moves unreadable steps aside (never deletes them) so that the resumed run can save those steps again."""
-    if self._read_only or paths.is_remote(self.directory):
-      return ""  # GCS has no rename of a directory; the unreadable step stays where it is, skipped
+    if self._read_only:
+      return ""
     dest = os.path.join(self.directory, _UNREADABLE)
     if jax.process_index() == 0:
-      os.makedirs(dest, exist_ok=True)
-      for s in steps:
-        os.rename(os.path.join(self.directory, str(s)), os.path.join(dest, f"{s}.{int(time.time())}"))
+      paths.path(dest).mkdir(parents=True, exist_ok=True)
+      for s in steps:  # on GCS a copy of every object, then a delete (paths.move_dir)
+        paths.move_dir(os.path.join(self.directory, str(s)), os.path.join(dest, f"{s}.{int(time.time())}"))
     if jax.process_count() > 1:
-      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-      multihost_utils.sync_global_devices("cpt_jax_quarantine")
+          multihost_utils.sync_global_devices("cpt_jax_quarantine")
     self._manager.reload()
     return f". Kept them for inspection in {dest}/ (nothing was deleted)"
 
@@ -178,6 +181,14 @@ class Checkpointer:
           f"checkpoint step {step} in {self.directory} does not match the model "
           f"({len(diffs)} differences, e.g. {'; '.join(sorted(diffs)[:5])}). Is it from another model size, "
           "config or tokenizer (vocabulary)? Use the config and tokenizer it was saved with, or another --workdir.")
+
+
+def committed_steps(directory: str) -> list[int]:
+  """Steps whose save finished (commit marker present), listed without opening an Orbax manager."""
+  d = paths.path(directory)
+  if not d.is_dir():
+    return []
+  return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit() and (p / _COMMIT_MARKER).exists())
 
 
 def _path_str(path) -> str:

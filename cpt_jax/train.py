@@ -40,7 +40,7 @@ def main(argv):
     handler.addFilter(_QuietLibraries())
   from cpt_jax import sharding  # pylint: disable=g-import-not-at-top  # after flags: imports jax
   sharding.maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  from cpt_jax import checkpoint, config, loop  # pylint: disable=g-import-not-at-top
+  from cpt_jax import checkpoint, config, loop  # pylint: disable=g-import-not-at-top  # after distributed init
   from cpt_jax.data.records import DataError  # pylint: disable=g-import-not-at-top
   if _CONFIG.value is None or not _WORKDIR.value:
     _fail("both --config and --workdir are required, e.g. --config configs/pretrain_tiny.py --workdir runs/tiny")
@@ -56,6 +56,9 @@ def main(argv):
   except OSError as e:
     if e.errno not in _WRITE_ERRNOS:
       raise
+    if e.errno == errno.ENOTDIR:  # a path under a file: a --workdir or data.data_dir that names a file
+      _fail(f"cannot write {e.filename or _WORKDIR.value}: part of that path is a file, not a directory. Choose a "
+            "writable --workdir (or data.data_dir) elsewhere, or move the file away")
     _fail(f"cannot write {e.filename or _WORKDIR.value}: {e.strerror}. Free disk space or choose a writable "
           "--workdir, then rerun the same command: the last committed checkpoint is kept")
 

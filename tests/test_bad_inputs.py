@@ -184,6 +184,136 @@ def test_no_pickle_of_data_read_from_disk():
         bad.append(f"{path}:{n}: {line.strip()} (np.load without allow_pickle=False)")
   assert not bad, bad
 
+# ---- wrong paths: missing, the wrong kind of thing, damaged or unknown contents ----
+
+START = {"stage": "adapt", "data.target.kind": "files", "data.target.path": "@base"}  # adapt on the base corpus
+WRONG_PATH_CASES = [  # (id, overrides, workdir, exception, key words); "@x" is the path x of the `wrong` tree
+    ("workdir_is_a_file", {}, "@a_file", ConfigError, ["a_file", "is a file", "--workdir"]),
+    ("workdir_checkpoints_is_a_file", {}, "@wd_checkpoints_file", ConfigError, ["checkpoints is a file", "move it"]),
+    ("workdir_metrics_is_a_directory", {}, "@wd_metrics_dir", ConfigError, ["metrics.jsonl is a directory"]),
+    ("workdir_metrics_not_text", {}, "@wd_metrics_binary", ConfigError,
+     ["metrics.jsonl", "not UTF-8", "move it aside"]),
+    ("workdir_before_json_damaged", {}, "@wd_before", ConfigError, ["before.json", "backup", "new --workdir"]),
+    ("workdir_tokenizer_damaged", {}, "@wd_tokenizer", ConfigError,
+     ["tokenizer.model", "not a usable SentencePiece model", "new --workdir"]),
+    ("records_path_is_a_file", {"data.base.kind": "records", "data.base.path": "@a_file"}, None, ConfigError,
+     ["data.base.path", "is a file", "dataset_info.json"]),
+    ("records_dataset_root_not_version", {"data.base.kind": "records", "data.base.path": "@rec/good"}, None,
+     ConfigError, ["data.base.path", "no dataset_info.json", "did you mean", "good/1.0.0"]),
+    ("records_info_damaged", {"data.target.kind": "records", "data.target.path": "@bad_info"}, None, ConfigError,
+     ["data.target.path", "dataset_info.json", "not readable JSON"]),
+    ("records_shards_missing", {"data.base.kind": "records", "data.base.path": "@rec/no_shards/1.0.0"}, None,
+     DataError, ["no_shards", "unreadable", "shard file", "write the dataset again"]),
+    ("records_shards_garbage", {"data.base.kind": "records", "data.base.path": "@rec/bad_shards/1.0.0"}, None,
+     DataError, ["bad_shards", "shard file", "write the dataset again"]),
+    ("records_shards_truncated", {"data.base.kind": "records", "data.base.path": "@rec/cut_shards/1.0.0"}, None,
+     DataError, ["cut_shards", "shard file", "write the dataset again"]),
+    ("tfds_unknown_name", {"data.base.kind": "tfds", "data.base.name": "no_such_dataset_xyz", "data.base.path": ""},
+     None, DataError, ["no TFDS dataset 'no_such_dataset_xyz'", "name"]),
+    ("tfds_data_dir_is_a_file", {"data.base.kind": "tfds", "data.base.name": "good", "data.base.path": "@a_file"},
+     None, ConfigError, ["data.base.path", "is a file", "data_dir"]),
+    ("tfds_not_prepared", {"data.base.kind": "tfds", "data.base.name": "mnist", "data.base.path": "@empty_dir"},
+     None, DataError, ["'mnist' is not prepared", "tfds build mnist"]),
+    ("files_glob_matches_directories", {"data.base.path": "@dirs/{split}_*.txt"}, None, DataError,
+     ["_0.txt is a directory", "glob"]),
+    ("files_path_is_a_directory", {"data.base.path": "@empty_dir"}, None, ConfigError,
+     ["data.base.path", "is a directory", "{split}"]),
+    ("files_binary", {"data.base.path": "@nul/{split}_*.txt"}, None, DataError, ["_0.txt is binary", "NUL byte"]),
+    ("jsonl_not_records", {"data.base.path": "@jsonl/{split}_*.jsonl"}, None, DataError,
+     ["_0.jsonl:1", "JSON object"]),
+    ("tokenizer_is_a_directory", {"data.tokenizer": "@run"}, None, DataError,
+     ["is a directory", "data.tokenizer", "run/tokenizer.model?"]),
+    ("tokenizer_empty", {"data.tokenizer": "@empty.model"}, None, DataError, ["empty.model", "empty (0 bytes)"]),
+    ("init_from_a_file", {**START, "init_from": "@a_file"}, None, ConfigError, ["init_from", "is a file"]),
+    ("init_from_not_a_run", {**START, "init_from": "@not_a_run"}, None, DataError,
+     ["not_a_run/config.json not found", "cpt_jax run"]),
+    ("init_from_not_a_run_no_tokenizer", {**START, "init_from": "@not_a_run", "data.tokenizer": ""}, None, DataError,
+     ["not_a_run is not the workdir of a cpt_jax run", "init_from"]),
+    ("init_from_config_damaged", {**START, "init_from": "@run_bad_config"}, None, ConfigError,
+     ["init_from", "config.json", "unreadable", "backup"]),
+    ("init_from_no_checkpoints", {**START, "init_from": "@run_no_checkpoints"}, None, ConfigError,
+     ["init_from", "checkpoints does not exist", "not saved a checkpoint"]),
+    ("init_from_checkpoints_damaged", {**START, "init_from": "@run_bad_checkpoints"}, None, checkpoint.CheckpointError,
+     ["no readable checkpoint", "run_bad_checkpoints", "another run"]),
+    ("init_step_not_saved", {**START, "init_from": "@run", "init_step": 7}, None, ConfigError,
+     ["init_step=7", "no committed step 7"]),
+    ("replay_samples_not_a_dataset",
+     {**START, "init_from": "@run", "replay.kind": "self", "replay.ratio": 0.25, "replay.samples": "@a_file"}, None,
+     DataError, ["a_file", "is a file", "dataset_info.json"]),
+]
+
+
+@pytest.fixture(scope="module")
+def wrong(pretrained, tmp_path_factory) -> Path:
+  """Wrong paths of every kind, made once: files where directories belong and back, damaged datasets and
+  tokenizers, and copies of the pretrained run each damaged in one way."""
+  from cpt_jax.data import records  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("wrong")
+  (root / "a_file").write_text("a file, not a directory")
+  (root / "empty_dir").mkdir()
+  (root / "empty.model").write_bytes(b"")
+  for split in ("train", "validation"):
+    (root / "dirs" / f"{split}_0.txt").mkdir(parents=True)
+  _write(root / "nul", {"train_0.txt": b"\0" * 64, "validation_0.txt": b"\0" * 64})
+  _write(root / "jsonl", {"train_0.jsonl": b"[1, 2]\n", "validation_0.jsonl": b"[1, 2]\n"})
+  (root / "bad_info").mkdir()
+  (root / "bad_info" / "dataset_info.json").write_text("{not json")
+  texts = [f"The old king saw the river {i} times. " * 20 for i in range(8)]
+  good = records.write_dataset(root / "rec", "good", {s: ({"text": t} for t in texts) for s in ("train", "validation")},
+                               {"text": "text"})
+  damages = {"no_shards": lambda f: f.unlink(), "bad_shards": lambda f: f.write_bytes(b"garbage" * 100),
+             "cut_shards": lambda f: f.write_bytes(f.read_bytes()[:f.stat().st_size // 2])}
+  for name, damage in damages.items():
+    shutil.copytree(good, root / "rec" / name / "1.0.0")
+    for f in (root / "rec" / name / "1.0.0").glob("*.array_record-*"):
+      damage(f)
+  (root / "not_a_run").mkdir()
+  (root / "not_a_run" / "notes.txt").write_text("not a cpt_jax run")
+
+  def bad_checkpoints(d):
+    for f in (d / "checkpoints").rglob("*"):
+      if f.is_file() and f.name != "commit_success.txt":
+        f.write_bytes(b"\xff" * 64)
+
+  runs = {"run": lambda d: None,
+          "run_bad_config": lambda d: (d / "config.json").write_text("{oops"),
+          "run_no_checkpoints": lambda d: shutil.rmtree(d / "checkpoints"),
+          "run_bad_checkpoints": bad_checkpoints,
+          "wd_checkpoints_file": lambda d: (shutil.rmtree(d / "checkpoints"), (d / "checkpoints").write_text("x")),
+          "wd_metrics_dir": lambda d: ((d / "metrics.jsonl").unlink(), (d / "metrics.jsonl").mkdir()),
+          "wd_metrics_binary": lambda d: (d / "metrics.jsonl").write_bytes(b'{"step": 1}\n\xff\xfe\x00garbage'),
+          "wd_before": lambda d: (d / "before.json").write_text('{"eval/base/loss": '),
+          "wd_tokenizer": lambda d: (d / "tokenizer.model").write_bytes(b"junk" * 100)}
+  for name, damage in runs.items():
+    shutil.copytree(pretrained[0], root / name)
+    damage(root / name)
+  return root
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+  """Size and mtime of every file under `root` (or of `root` itself): equal before and after, nothing touched."""
+  files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+  return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
+
+
+@pytest.mark.parametrize("overrides,workdir,exc,words", [c[1:] for c in WRONG_PATH_CASES],
+                         ids=[c[0] for c in WRONG_PATH_CASES])
+def test_wrong_path_names_it(tiny_config_factory, tokenizer, wrong, tmp_path, overrides, workdir, exc, words):
+  """Each wrong path fails with one message naming it and what to do, before training, touching nothing saved."""
+  def resolve(v):
+    if v == "@base":
+      return tiny_config_factory().data.base.path
+    return str(wrong / v[1:]) if isinstance(v, str) and v.startswith("@") else v
+
+  cfg = tiny_config_factory(**{"data.tokenizer": tokenizer, **{k: resolve(v) for k, v in overrides.items()}})
+  workdir = Path(resolve(workdir)) if workdir else tmp_path / "w"
+  saved = [Path(p) for p in (workdir, cfg.init_from) if p and Path(p).exists()]
+  before = [_tree(p) for p in saved]
+  msg = _run_error(cfg, workdir, exc)
+  for w in words:
+    assert w in msg, (w, msg)
+  assert [_tree(p) for p in saved] == before, "a saved file was changed"
+
 
 # ---- through the CLI: exit code, one `error:` line, no traceback ----
 
@@ -234,6 +364,36 @@ def test_cli_errors(cli, pretrained):
     assert len(errors) == 1 and "Traceback" not in r.stderr, (name, r.stderr[-3000:])
     for w in words:
       assert w in errors[0], (name, w, errors[0])
+
+
+def test_cli_wrong_paths(cli, wrong):
+  """Wrong paths through the real CLI: exit 2, one `error:` line naming the path, no traceback."""
+  env, root = cli
+  corpus = env["CPT_JAX_TEST_CORPUS"]
+  cases = [  # (id, workdir, args, key words)
+      ("workdir_is_a_file", wrong / "a_file", [], ["a_file is a file", "--workdir"]),
+      ("tokenizer_is_a_directory", root / "w_tok", [f"--config.data.tokenizer={wrong / 'empty_dir'}"],
+       ["empty_dir is a directory", "data.tokenizer"]),
+      ("dataset_info_damaged", root / "w_info",
+       ["--config.data.base.kind=records", f"--config.data.base.path={wrong / 'bad_info'}"],
+       ["data.base.path", "bad_info", "dataset_info.json is not readable JSON"]),
+      ("tfds_unknown_name", root / "w_tfds",
+       ["--config.data.base.kind=tfds", "--config.data.base.name=no_such_dataset_xyz", "--config.data.base.path="],
+       ["no TFDS dataset 'no_such_dataset_xyz'"]),
+      ("init_from_not_a_run", root / "w_init",
+       ["--config.stage=adapt", f"--config.init_from={wrong / 'not_a_run'}", "--config.data.target.kind=files",
+        f"--config.data.target.path={corpus}"], ["not_a_run/config.json not found", "cpt_jax run"]),
+  ]
+  before = _tree(wrong / "a_file"), _tree(wrong / "not_a_run")
+  with ThreadPoolExecutor(2) as pool:
+    results = list(pool.map(lambda c: cli_utils.run_cli(env, c[1], *c[2]), cases))
+  for (name, _, _, words), r in zip(cases, results):
+    errors = cli_utils.error_lines(r.stderr)
+    assert r.returncode == 2, (name, r.returncode, r.stderr[-3000:])
+    assert len(errors) == 1 and "Traceback" not in r.stderr, (name, r.stderr[-3000:])
+    for w in words:
+      assert w in errors[0], (name, w, errors[0])
+  assert (_tree(wrong / "a_file"), _tree(wrong / "not_a_run")) == before
 
 
 def test_self_replay_on_the_fly_refused_on_several_processes(tiny_config_factory, monkeypatch):

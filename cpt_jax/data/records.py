@@ -8,12 +8,12 @@ random access for Grain. Records are flat dicts of `str` and `int` fields, or in
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+from etils import epath
 
 VERSION = "1.0.0"
 _FEATURE_KINDS = ("text", "int", "tokens")
@@ -93,43 +93,90 @@ def write_dataset(
 class RecordSource:
   """Random-access view of one split: `len(src)`, `src[i] -> dict` with text decoded to `str`.
 
-  `path` is a dataset version directory (`.../name/1.0.0`), which may be on GCS.
+  `path` is a dataset version directory (`.../name/1.0.0`), which may be on GCS. Opening reads the first
+  record of (up to 16 of) its shards, so a missing or damaged shard fails here, before any compilation.
   """
 
   def __init__(self, path: str | os.PathLike, split: str):
     tfds = _tfds()
     path = str(path)
-    info_path = os.path.join(path, "dataset_info.json")
-    from etils import epath  # pylint: disable=g-import-not-at-top
-
-    if not epath.Path(info_path).exists():
-      raise DataError(
-          f"no dataset at {path} (missing dataset_info.json). Prepare it first, e.g. "
-          "`python -m cpt_jax.data.prepare`, or fix the data path in your config.")
-    builder = tfds.builder_from_directory(path)
-    if split not in builder.info.splits:
-      raise DataError(f"dataset {path} has no split {split!r}; it has {sorted(builder.info.splits)}")
-    self._source = builder.as_data_source(split=split)
+    if not (epath.Path(path) / "dataset_info.json").exists():
+      what = "is a file" if epath.Path(path).is_file() else (
+          "has no dataset_info.json" if epath.Path(path).is_dir() else "does not exist")
+      raise DataError(f"no dataset at {path}: it {what}. Give the version directory of a dataset written by "
+                      "cpt_jax or TFDS (.../NAME/1.0.0, which holds dataset_info.json), or fix the path in your config")
+    try:
+      builder = tfds.builder_from_directory(path)
+      splits = builder.info.splits
+    except Exception as e:  # pylint: disable=broad-except  # TFDS raises JSON, protobuf and key errors
+      raise DataError(f"dataset {path} is damaged: its dataset_info.json is unreadable ({_why(e)}); write the "
+                      "dataset again, or restore it from a backup") from None
+    if split not in splits:
+      raise DataError(f"dataset {path} has no split {split!r}; it has {sorted(splits)}")
+    try:
+      self._source = builder.as_data_source(split=split)
+    except Exception as e:  # pylint: disable=broad-except  # e.g. a TFRecord dataset: no random access
+      raise DataError(f"split {split!r} of dataset {path} cannot be opened for random access ({_why(e)}); cpt_jax "
+                      "reads ArrayRecord datasets: write it again with file_format=array_record") from None
     if len(self._source) == 0:
       raise DataError(f"split {split!r} of dataset {path} is empty; regenerate the dataset")
     self.path, self.split = path, split
+    starts = np.cumsum([0] + list(splits[split].shard_lengths))[:-1].tolist() or [0]
+    for j in sorted({round(k * (len(starts) - 1) / 15) for k in range(16)}):
+      record = self[int(starts[j])]
+      if not is_record(record):
+        raise DataError(f"dataset {path} has records with fields {sorted(record)}; cpt_jax reads 'text', "
+                        "'prompt'+'completion' or 'tokens' records")
 
   def __len__(self) -> int:
     return len(self._source)
 
   def __getitem__(self, index: int) -> dict[str, Any]:
-    record = self._source[index]
+    try:
+      record = self._source[index]
+    except IndexError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # ArrayRecord raises RuntimeError for bad files
+      raise DataError(f"record {index} of split {self.split!r} of dataset {self.path} is unreadable ({_why(e)}): "
+                      "a shard file is missing or damaged; write the dataset again") from None
+    if any(v is None for v in record.values()):  # what a truncated ArrayRecord file yields
+      raise DataError(f"record {index} of split {self.split!r} of dataset {self.path} is empty: a shard file is "
+                      "truncated or damaged; write the dataset again")
     return {k: (v.decode("utf-8") if isinstance(v, bytes) else v) for k, v in record.items()}
 
   def __repr__(self) -> str:
     return f"RecordSource({self.path!r}, split={self.split!r}, n={len(self)})"
 
 
+def is_record(row: Any) -> bool:
+  """Whether `row` has the fields the packers read: 'text', 'prompt'+'completion' or 'tokens'."""
+  return isinstance(row, dict) and bool({"text", "tokens"} & row.keys() or {"prompt", "completion"} <= row.keys())
+
+
+def _why(e: Exception) -> str:
+  line = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+  return f"{type(e).__name__}: {line}" if line else type(e).__name__
+
+
+def tfds_dir(name: str, data_dir: str | None = None) -> str:
+  """The version directory of the prepared TFDS dataset `name` (newest version), or a DataError saying why not."""
+  tfds = _tfds()
+  try:
+    builder = tfds.builder(name, data_dir=data_dir or None)
+  except Exception as e:  # pylint: disable=broad-except  # DatasetNotFoundError, ValueError for a bad name
+    where = f"data_dir {data_dir}" if data_dir else "the default TFDS data_dir"
+    why = "" if type(e).__name__ == "DatasetNotFoundError" else f" ({_why(e)})"
+    raise DataError(f"no TFDS dataset {name!r} in {where} or the TFDS catalog{why}; check the source's name, or "
+                    "set its path to the data_dir that holds NAME/VERSION/") from None
+  if not (epath.Path(builder.data_dir) / "dataset_info.json").exists():
+    raise DataError(f"TFDS dataset {name!r} is not prepared at {builder.data_dir}: prepare it first "
+                    f"(tfds build {name} --data_dir DIR --file_format array_record) and set the source's path to DIR")
+  return builder.data_dir
+
+
 def tfds_source(name: str, split: str, data_dir: str | None = None) -> RecordSource:
   """Any prepared TFDS dataset by name (e.g. on GCS via data_dir=gs://...), newest version."""
-  tfds = _tfds()
-  builder = tfds.builder(name, data_dir=data_dir)
-  return RecordSource(builder.data_dir, split)
+  return RecordSource(tfds_dir(name, data_dir), split)
 
 
 def read_info(path: str | os.PathLike) -> dict[str, Any]:

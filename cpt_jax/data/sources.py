@@ -10,15 +10,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cpt_jax.data import records
+from cpt_jax.data import corpora, records
+from cpt_jax.data.corpora import default_data_dir
+from cpt_jax.data.babi import dataset as babi_dataset
 from cpt_jax.data.records import DataError, RecordSource
-
-
-def default_data_dir() -> Path:
-  if os.environ.get("CPT_JAX_DATA"):
-    return Path(os.environ["CPT_JAX_DATA"])
-  cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return Path(cache) / "cpt_jax"
 
 
 def data_dir_of(data_cfg) -> Path:
@@ -41,10 +36,8 @@ def dataset_path(source_cfg, data_dir: Path, seed: int = 0) -> str:
   """The dataset directory of a source, preparing it first when cpt_jax makes it."""
   kind = source_cfg.kind
   if kind == "corpus":
-    from cpt_jax.data import corpora  # pylint: disable=g-import-not-at-top
     return str(corpora.prepare_corpus(source_cfg.name, data_dir))
   if kind == "babi":
-    from cpt_jax.data.babi import dataset as babi_dataset  # pylint: disable=g-import-not-at-top
     tasks = babi_tasks(source_cfg.babi_tasks)
     name = f"babi_{source_cfg.babi_mode}_{source_cfg.babi_stories}_t{'-'.join(map(str, tasks))}_s{seed}"
     out = data_dir / name
@@ -55,8 +48,7 @@ def dataset_path(source_cfg, data_dir: Path, seed: int = 0) -> str:
   if kind == "records":
     return source_cfg.path
   if kind == "tfds":
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    return tfds.builder(source_cfg.name, data_dir=source_cfg.path or None).data_dir
+    return records.tfds_dir(source_cfg.name, source_cfg.path or None)
   raise DataError(f"source kind {kind!r} has no dataset directory")
 
 
@@ -85,19 +77,29 @@ def _file_source(pattern: str, split: str) -> ListSource:
     raise DataError(f"no files match {pattern.format(split=split)!r} (data path for split {split!r})")
   rows = []
   for f in files:
+    if os.path.isdir(f):
+      raise DataError(f"{f} is a directory, matched by the data path {pattern!r}: make the glob match files only "
+                      "(e.g. DIR/{split}_*.txt)")
     with open(f, "rb") as fh:
       raw = fh.read()
     try:
       text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
       raise DataError(f"{f} is not valid UTF-8 (byte {e.start}); re-encode it as UTF-8") from None
+    if "\0" in text:  # valid UTF-8 yet binary (NUL bytes never occur in text): the glob matched the wrong files
+      raise DataError(f"{f} is binary, not text (NUL byte at {text.index(chr(0))}); make the data path match "
+                      "UTF-8 .txt or .jsonl files only")
     if f.endswith(".jsonl"):
       for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
           try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
           except json.JSONDecodeError as e:
             raise DataError(f"{f}:{n} is not valid JSON ({e.msg})") from None
+          if not records.is_record(row):
+            raise DataError(f"{f}:{n} is not a record: each line must be a JSON object with 'text', "
+                            "'prompt'+'completion' or 'tokens'")
+          rows.append(row)
     elif text.strip():
       rows.append({"text": text})
   return ListSource(rows, pattern.format(split=split))
@@ -108,7 +110,6 @@ def open_source(source_cfg, split: str, data_dir: Path, seed: int = 0):
     return _file_source(source_cfg.path, split)
   path = dataset_path(source_cfg, data_dir, seed)
   if source_cfg.kind == "babi":
-    from cpt_jax.data.babi import dataset as babi_dataset  # pylint: disable=g-import-not-at-top
     source = babi_dataset.BabiSource(path, split)
     if len(source) == 0:
       raise DataError(f"bAbI split {split!r} at {path} is empty: raise babi_stories "

@@ -24,15 +24,26 @@ class Tokenizer:
   def __init__(self, path: str | os.PathLike):
     path = paths.path(path)
     if not path.exists():
+      if path.name == "tokenizer.model" and path.parent.is_dir() and not (path.parent / "config.json").exists():
+        raise DataError(f"{path.parent} is not the workdir of a cpt_jax run ({path.name} and config.json do not "
+                        "exist there): init_from takes the --workdir of a pretraining run, data.tokenizer a .model "
+                        "file")
       raise DataError(f"tokenizer model {path} does not exist; train one (it is made automatically from the "
                       "pretraining corpus when `data.tokenizer` is empty) or fix the path")
+    if path.is_dir():
+      hint = f" ({path / 'tokenizer.model'}?)" if (path / "tokenizer.model").exists() else ""
+      raise DataError(f"tokenizer {path} is a directory; point data.tokenizer at a SentencePiece .model file{hint}")
     self.path = path
     self.model_bytes = path.read_bytes()  # read through epath: the model may be on GCS
+    if not self.model_bytes:
+      raise DataError(f"tokenizer {path} is empty (0 bytes); point data.tokenizer at a .model file made by cpt_jax, "
+                      "or leave it empty to train one")
     try:
       self._sp = spm.SentencePieceProcessor(model_proto=self.model_bytes)
-    except (RuntimeError, OSError) as e:
-      raise DataError(f"{path} is not a SentencePiece model ({str(e).splitlines()[0][:120]}); point data.tokenizer "
-                      "at a .model file made by cpt_jax, or leave it empty to train one") from None
+    except (RuntimeError, OSError):
+      raise DataError(f"{path} is not a SentencePiece model (it does not parse: truncated, damaged or another "
+                      "format); point data.tokenizer at a .model file made by cpt_jax, or leave it empty to train "
+                      "one") from None
     if (self._sp.bos_id(), self._sp.eos_id(), self._sp.pad_id()) != (BOS, EOS, PAD):
       raise DataError(f"tokenizer {path} has bos/eos/pad ids {self._sp.bos_id()}/{self._sp.eos_id()}/"
                       f"{self._sp.pad_id()}; cpt_jax needs {BOS}/{EOS}/{PAD}. Retrain it with cpt_jax.")
