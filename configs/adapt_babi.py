@@ -17,6 +17,7 @@ def get_config():
   c.data.target.kind, c.data.target.name = "babi", "babi_synthetic"
   c.data.target.babi_mode, c.data.target.babi_stories = "synthetic", 200
   c.replay.ratio, c.replay.kind, c.replay.loss, c.replay.coeff = 0.25, "self", "kl", 3.0
+  c.replay.semantics = "regularizer"  # KL to the teacher: target mean + λ·replay mean (Marek et al.)
   c.replay.chunk_sequences = 256
   c.opt.lr, c.opt.warmup_tokens, c.opt.b2_halflife_tokens = 1e-3, 20_000, 1_000_000
   c.train.total_tokens = 500_000

@@ -15,6 +15,7 @@ def get_config():
   c.data.batch_size = 16
   c.data.target.kind, c.data.target.name = "corpus", "spanish"
   c.replay.ratio, c.replay.kind, c.replay.loss, c.replay.coeff = 0.25, "real", "kl", 3.0
+  c.replay.semantics = "regularizer"  # KL to the teacher: target mean + λ·replay mean (Marek et al.)
   c.opt.lr, c.opt.warmup_tokens, c.opt.b2_halflife_tokens = 1e-3, 20_000, 1_000_000
   c.train.total_tokens = 1_000_000
   c.train.eval_every_tokens = 250_000

@@ -42,8 +42,10 @@ def get_config():
   s.replay_tokens = 100_000  # ≥ the 400k × 0.25 replay tokens the self_kl cell uses: no sample is reused
   s.axes = [("method", [
       ("no_replay", {}),
-      ("real_ntp", {"replay.ratio": 0.25, "replay.kind": "real", "replay.loss": "ntp", "replay.coeff": 1.0}),
+      ("real_ntp", {"replay.ratio": 0.25, "replay.kind": "real", "replay.loss": "ntp", "replay.coeff": 1.0,
+                    "replay.semantics": "mixture"}),
       ("self_kl", {"replay.ratio": 0.25, "replay.kind": "self", "replay.loss": "kl", "replay.coeff": 1.0,
+                   "replay.semantics": "regularizer",
                    "replay.samples": "@generated"}),
   ])]
   s.report = "quickstart"

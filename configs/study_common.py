@@ -70,11 +70,16 @@ def new_study(scale: str, target_kind: str, target_name: str):
   return s, a
 
 
-def replay(ratio: float, kind: str = "real", loss: str = "ntp", coeff: float = 1.0) -> dict:
-  """Overrides of one replay setting (none for ratio 0); kind "self" reads the study's generated samples."""
+def replay(ratio: float, kind: str = "real", loss: str = "ntp", coeff: float = 1.0,
+           semantics: str = "mixture") -> dict:
+  """Overrides of one replay setting (none for ratio 0); kind "self" reads the study's generated samples.
+
+  mixture (replay is training data, one token-mean) is what the bAbI and PTPP papers mean by a replay
+  ratio; the forgetting study uses Marek et al.'s regularizer (target mean + λ·replay mean)."""
   if not ratio:
     return {}
-  ov = {"replay.ratio": ratio, "replay.kind": kind, "replay.loss": loss, "replay.coeff": coeff}
+  ov = {"replay.ratio": ratio, "replay.kind": kind, "replay.loss": loss, "replay.coeff": coeff,
+        "replay.semantics": semantics}
   if kind == "self":
     ov["replay.samples"] = "@generated"
   return ov

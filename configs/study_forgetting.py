@@ -41,13 +41,13 @@ def get_config(scale: str = "small"):
   s.adapt = a
   s.axes = [("method", [
       ("none", {}),
-      ("real_ntp", common.replay(ratio, "real", "ntp", 1.0)),
-      ("real_kl", common.replay(ratio, "real", "kl", 1.0)),
-      ("self_ntp", common.replay(ratio, "self", "ntp", 1.0)),
-      ("self_kl_l0.3", common.replay(ratio, "self", "kl", 0.3)),
-      ("self_kl_l1", common.replay(ratio, "self", "kl", 1.0)),
-      ("self_kl_l3", common.replay(ratio, "self", "kl", 3.0)),
-      ("self_kl_l10", common.replay(ratio, "self", "kl", 10.0)),
+      ("real_ntp", common.replay(ratio, "real", "ntp", 1.0, "regularizer")),
+      ("real_kl", common.replay(ratio, "real", "kl", 1.0, "regularizer")),
+      ("self_ntp", common.replay(ratio, "self", "ntp", 1.0, "regularizer")),
+      ("self_kl_l0.3", common.replay(ratio, "self", "kl", 0.3, "regularizer")),
+      ("self_kl_l1", common.replay(ratio, "self", "kl", 1.0, "regularizer")),
+      ("self_kl_l3", common.replay(ratio, "self", "kl", 3.0, "regularizer")),
+      ("self_kl_l10", common.replay(ratio, "self", "kl", 10.0, "regularizer")),
   ])]
   s.report = "forgetting"
   s.claims = {

@@ -10,7 +10,8 @@ meeting a target-loss and a forgetting threshold (cpt_jax/research/plan.py), che
     python -m cpt_jax.train --config configs/study_common.py --workdir runs/pretrain_small
     python -m cpt_jax.study --config configs/study_ptpp.py --workdir runs/study_ptpp
     python tools/report.py runs/study_ptpp
-  full (GPU/TPU: 111M GPT-2 (12 × 768, vocab 32k) at PTPP 15, 31, 279 as in the paper; 4 ATPP × 5 replay ratios per stage):
+  full (GPU/TPU: 111M GPT-2 (12 × 768, vocab 32k) at PTPP 15, 31, 279 as in the paper;
+        4 ATPP × 5 replay ratios per stage):
     python -m cpt_jax.study --config configs/study_ptpp.py:full --workdir gs://…/study_ptpp --jobs 4
 """
 

@@ -18,12 +18,13 @@ import numpy as np
 import optax
 from flax import nnx
 
-from cpt_jax import config as config_lib
-from cpt_jax import model as model_lib
-from cpt_jax import optim, paths, sharding, step as step_lib
+from cpt_jax import checkpoint as ckpt_lib, config as config_lib, model as model_lib, objective as objective_lib
+from cpt_jax import paths, sampling, sharding, step as step_lib
 from cpt_jax.data import pipeline, sources
-from cpt_jax.data.records import DataError
+from cpt_jax.data.records import DataError, RecordSource
 from cpt_jax.data.tokenizer import Tokenizer, copy_tokenizer, train_tokenizer
+from cpt_jax.objective import Objective
+from cpt_jax.replay import SelfReplayStream
 
 TOKENIZER_FILE = "tokenizer.model"
 CONFIG_FILE = "config.json"
@@ -143,36 +144,35 @@ def stage_steps(cfg, num_params: int) -> list[int]:
   return sorted({max(1, math.ceil(p * num_params / tokens_per_step(cfg))) for p in stages})
 
 
-def make_step_spec(cfg, mesh) -> step_lib.StepSpec:
-  shards = sharding.batch_shards(mesh)
-  replay_rows = config_lib.replay_rows_total(cfg.data.batch_size, cfg.replay.ratio)
-  return step_lib.StepSpec(
-      batch_shards=shards, target_rows_per_shard=(cfg.data.batch_size - replay_rows) // shards,
-      replay_rows_per_shard=replay_rows // shards, replay_loss=cfg.replay.loss, replay_coeff=cfg.replay.coeff,
-      dropout=cfg.model.dropout > 0)
+def train_source(cfg, data_dir: Path) -> sources.Source:
+  """The records this stage trains on: data.base when pretraining, data.target when adapting."""
+  src_cfg = cfg.data.base if cfg.stage == "pretrain" else cfg.data.target
+  return sources.open_source(src_cfg, src_cfg.train_split, data_dir, cfg.seed)
 
 
-def batch_keys(cfg) -> tuple[str, ...]:
-  """Packed task data needs positions and per-example attention; plain text rows use the fused causal path."""
-  uses_examples = cfg.stage == "adapt" and cfg.data.target.kind == "babi"
-  return ("inputs", "targets", "loss_mask") + (("positions", "segment_ids") if uses_examples else ())
+def resolve_objective(cfg, mesh, train_src: sources.Source | None = None) -> Objective:
+  """The run's objective; whether rows are packed examples comes from what the trained records hold."""
+  example_rows = train_src is not None and pipeline.record_kind(train_src[0]) == "example"
+  try:
+    return objective_lib.resolve(cfg.replay, cfg.stage, cfg.data.batch_size, sharding.batch_shards(mesh),
+                                 example_rows=example_rows, dropout=cfg.model.dropout > 0)
+  except objective_lib.ObjectiveError as e:
+    raise config_lib.ConfigError(str(e)) from None
 
 
-def make_loader(cfg, tokenizer: Tokenizer, mesh, data_dir: Path, spec: step_lib.StepSpec,
+def make_loader(cfg, tokenizer: Tokenizer, mesh, train_src: sources.Source, objective: Objective,
                 replay_stream=None) -> pipeline.BatchLoader:
   """Training batches: for each batch shard k this process holds, a target stream (+ a replay stream) that
   reads records k::batch_shards, so the global batch does not depend on the process count."""
-  train_src_cfg = cfg.data.base if cfg.stage == "pretrain" else cfg.data.target
-  train_src = sources.open_source(train_src_cfg, train_src_cfg.train_split, data_dir, cfg.seed)
-  row_len, n = cfg.model.max_len, spec.batch_shards
+  row_len, n = cfg.model.max_len, objective.batch_shards
   shards = []
   for k in sharding.local_batch_shards(mesh):
     streams = [("target", pipeline.make_packer(train_src, tokenizer, row_len, cfg.seed, True, k, n,
-                                               cfg.data.answer_only), spec.target_rows_per_shard)]
-    if spec.replay_rows_per_shard:
-      streams.append(("replay", replay_stream(k, n), spec.replay_rows_per_shard))
+                                               cfg.data.answer_only), objective.target_rows_per_shard)]
+    if objective.has_replay:
+      streams.append(("replay", replay_stream(k, n), objective.replay_rows_per_shard))
     shards.append((k, streams))
-  return pipeline.BatchLoader(shards, batch_keys(cfg), n)
+  return pipeline.BatchLoader(shards, objective.batch_keys, n)
 
 
 def replay_stream(cfg, tokenizer: Tokenizer, data_dir: Path, bundle: ModelBundle, teacher_params):
@@ -182,11 +182,8 @@ def replay_stream(cfg, tokenizer: Tokenizer, data_dir: Path, bundle: ModelBundle
   if cfg.replay.kind == "real":
     source = sources.open_source(cfg.data.base, cfg.data.base.train_split, data_dir, cfg.seed)
   elif cfg.replay.samples:
-    from cpt_jax.data.records import RecordSource  # pylint: disable=g-import-not-at-top
     source = RecordSource(cfg.replay.samples, "train")
   else:
-    from cpt_jax import sampling  # pylint: disable=g-import-not-at-top
-    from cpt_jax.replay import SelfReplayStream  # pylint: disable=g-import-not-at-top
     if bundle.cfg.max_len != row_len:
       raise config_lib.ConfigError(f"config field model.max_len: replay rows need a context of {row_len}")
     if jax.process_count() > 1:  # each process would call the global sampler with its own shard's key
@@ -210,7 +207,6 @@ def eval_sets(cfg, tokenizer: Tokenizer, data_dir: Path) -> tuple[dict[str, dict
   frequencies.
   """
   rows_by_name, entropy = {}, {}
-  keys = batch_keys(cfg)
   for name in ("base", "target"):
     src_cfg = cfg.data[name]
     if src_cfg.kind == "none":
@@ -220,7 +216,7 @@ def eval_sets(cfg, tokenizer: Tokenizer, data_dir: Path) -> tuple[dict[str, dict
                                   answer_only=cfg.data.answer_only)
     rows = pipeline.take_rows(packer, cfg.train.eval_rows)
     kind = pipeline.record_kind(src[0])
-    rows_by_name[name] = rows if kind == "example" else {k: rows[k] for k in keys}  # examples need their masks
+    rows_by_name[name] = {k: rows[k] for k in objective_lib.batch_keys(example_rows=kind == "example")}
     if kind == "text":
       entropy[f"eval/{name}/unigram_entropy"] = pipeline.source_unigram_entropy(src, tokenizer)
     else:
@@ -241,7 +237,6 @@ def frozen_copy(params, dtype: str):
 
 def load_run(workdir: str, step: int | None = None, mesh=None):
   """(run config, bundle, params, tokenizer) of a finished or running run's checkpoint, for tools."""
-  from cpt_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
   cfg = load_run_config(workdir)
   tokenizer = Tokenizer(paths.path(workdir) / TOKENIZER_FILE)
   mesh = mesh or sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})

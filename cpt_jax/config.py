@@ -7,15 +7,12 @@ configs/*.py start from `default_config()` and change what they need; the comman
 
 from __future__ import annotations
 
-import math
-
 import ml_collections
 
-from cpt_jax import paths, sharding
+from cpt_jax import objective as objective_lib, paths, sharding
 from cpt_jax.data.records import DataError
 from cpt_jax.data.sources import babi_tasks
 from cpt_jax.optim import SCHEDULES
-from cpt_jax.step import REPLAY_LOSSES
 
 STAGES = ("pretrain", "adapt")
 SOURCE_KINDS = ("corpus", "babi", "tfds", "records", "files", "none")
@@ -75,10 +72,13 @@ def default_config() -> ml_collections.ConfigDict:
   })
 
   c.replay = ml_collections.ConfigDict({
-      "ratio": 0.0,  # share of every batch's rows that are replay
+      "ratio": 0.0,  # share of every batch's rows that are replay (must be realizable exactly: rows, shards)
       "kind": "none",  # none | real (data.base) | self (samples of the frozen start model)
-      "loss": "ntp",  # ntp | kl (KL(teacher‖student) over the full vocabulary)
-      "coeff": 1.0,  # λ
+      # mixture: replay is training data, one token-mean over the mixed batch (weight = its token share);
+      # regularizer: mean over target tokens + coeff · mean over replay tokens (cpt_jax/objective.py)
+      "semantics": "mixture",
+      "loss": "ntp",  # ntp | kl (KL(teacher‖student) over the full vocabulary; regularizer only)
+      "coeff": 1.0,  # λ of the regularizer semantics
       "samples": "",  # self: dataset dir of samples (tools/generate_replay.py); empty: made on the fly
       "chunk_sequences": 256,  # self, on the fly: sequences sampled per chunk (never reused)
       "teacher_dtype": "float32",  # bfloat16 halves the teacher's memory
@@ -115,8 +115,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
     raise _err("stage", c.stage, f"must be one of {STAGES}")
   if c.stage == "adapt" and not c.init_from:
     raise _err("init_from", c.init_from, "adapt needs the workdir of a pretraining run to start from")
-  if c.stage == "adapt" and not paths.path(c.init_from).is_dir():
-    raise _err("init_from", c.init_from, "no such directory; give the --workdir of a finished pretraining run")
+  if c.stage == "adapt":
+    _validate_init_from(c.init_from, c.init_step)
   for f in ("num_layers", "d_model", "num_heads", "mlp_ratio", "max_len"):
     _positive(c, f"model.{f}")
   if c.model.d_model % c.model.num_heads:
@@ -141,6 +141,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
   for f in ("warmup_tokens", "decay_tokens", "weight_decay", "clip_norm"):
     if c.opt[f] < 0:
       raise _err(f"opt.{f}", c.opt[f], "must be ≥ 0")
+  if c.opt.schedule == "wsd" and not c.opt.decay_tokens > 0:
+    raise _err("opt.decay_tokens", c.opt.decay_tokens, "the wsd schedule needs a decay length > 0 (tokens)")
   if not 0 <= c.opt.min_lr_ratio <= 1:
     raise _err("opt.min_lr_ratio", c.opt.min_lr_ratio, "must be in [0, 1]")
   for name in ("base", "target"):
@@ -167,13 +169,67 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
     raise _err("train.save_at_ptpp", c.train.save_at_ptpp, "must be comma-separated numbers") from None
 
 
+def _validate_init_from(init_from: str, init_step: int) -> None:
+  """The start run must be readable before anything is built: its config.json gives the architecture, its
+  checkpoints the weights. A directory without config.json is named by the loader that reads it."""
+  run = paths.path(init_from)
+  if not run.is_dir():
+    what = "is a file, not a run directory" if run.exists() else "no such directory"
+    raise _err("init_from", init_from, f"{what}; give the --workdir of a finished pretraining run")
+  config_file = run / "config.json"
+  if not config_file.exists():
+    return
+  try:
+    saved = paths.read_json(config_file)
+    model = saved["model"]
+    bad = [k for k in ("num_layers", "d_model", "num_heads", "mlp_ratio", "max_len", "tie_embeddings")
+           if not isinstance(model.get(k), (int, bool))]
+    why = f"model fields {bad} missing or not numbers" if bad else ""
+  except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    why = f"{type(e).__name__}: {str(e)[:120]}"
+  if why:
+    raise _err("init_from", init_from, f"its config.json (which gives the model's architecture) is unreadable "
+               f"({why}); restore it from a backup, or give another run")
+  from cpt_jax import checkpoint  # pylint: disable=g-import-not-at-top  # Orbax: heavy, needed only here
+  checkpoints = run / "checkpoints"
+  steps = checkpoint.committed_steps(str(checkpoints))
+  if checkpoints.exists() and not checkpoints.is_dir():
+    raise _err("init_from", init_from, f"{checkpoints} is a file, not a checkpoint directory; give another run")
+  if not steps:
+    what = "holds no committed checkpoint" if checkpoints.is_dir() else "does not exist"
+    raise _err("init_from", init_from, f"{checkpoints} {what}: that run has not saved a checkpoint yet. Rerun it "
+               "until it does, or give another run")
+  if init_step >= 0 and init_step not in steps:
+    raise _err("init_step", init_step, f"{checkpoints} has no committed step {init_step}; it has {steps} "
+               "(-1: the latest)")
+
+
 def _validate_source(s, field: str) -> None:
   if s.kind not in SOURCE_KINDS:
     raise _err(f"{field}.kind", s.kind, f"must be one of {SOURCE_KINDS}")
   if s.kind in ("records", "files") and not s.path:
     raise _err(f"{field}.path", s.path, f"a {s.kind} source needs a path")
-  if s.kind == "records" and not (paths.path(s.path) / "dataset_info.json").exists():
-    raise _err(f"{field}.path", s.path, "no dataset there (missing dataset_info.json)")
+  if s.kind == "records":
+    d = paths.path(s.path)
+    if not (d / "dataset_info.json").exists():
+      versions = sorted(v.name for v in d.iterdir() if (v / "dataset_info.json").exists()) if d.is_dir() else []
+      what = ("no such directory" if not d.exists() else "is a file" if not d.is_dir() else
+              f"no dataset_info.json in it (did you mean {d / versions[-1]}?)" if versions else
+              "no dataset_info.json in it")
+      raise _err(f"{field}.path", s.path, f"{what}; a records source is the version directory of a dataset "
+                 "(.../NAME/1.0.0, which holds dataset_info.json)")
+    try:
+      paths.read_json(d / "dataset_info.json")
+    except (OSError, ValueError) as e:
+      raise _err(f"{field}.path", s.path, f"the dataset is damaged: dataset_info.json is not readable JSON "
+                 f"({type(e).__name__}: {str(e)[:120]}); write the dataset again") from None
+  if s.kind == "files" and paths.path(s.path).is_dir():
+    raise _err(f"{field}.path", s.path, "is a directory; a files source's path is a glob of files, e.g. "
+               "DIR/{split}_*.txt")
+  if s.kind == "tfds" and s.path and not paths.path(s.path).is_dir():
+    what = "is a file" if paths.path(s.path).exists() else "no such directory"
+    raise _err(f"{field}.path", s.path, f"{what}; a tfds source's path is a TFDS data_dir (the directory that holds "
+               "NAME/VERSION/), or empty for the default")
   if s.kind in ("corpus", "tfds") and not s.name:
     raise _err(f"{field}.name", s.name, f"a {s.kind} source needs a name")
   if s.kind == "babi":
@@ -193,28 +249,15 @@ def _validate_replay(c, mesh_shape) -> None:
     raise _err("replay.ratio", r.ratio, "must be in [0, 0.9]")
   if r.kind not in REPLAY_KINDS:
     raise _err("replay.kind", r.kind, f"must be one of {REPLAY_KINDS}")
-  if r.loss not in REPLAY_LOSSES:
-    raise _err("replay.loss", r.loss, f"must be one of {REPLAY_LOSSES}")
-  if r.coeff < 0:
-    raise _err("replay.coeff", r.coeff, "must be ≥ 0")
   if r.teacher_dtype not in DTYPES:
     raise _err("replay.teacher_dtype", r.teacher_dtype, f"must be one of {DTYPES}")
   if (r.ratio > 0) != (r.kind != "none"):
     raise _err("replay.ratio", r.ratio, f"replay.kind={r.kind!r}: set both a ratio > 0 and a kind, or neither")
-  if r.ratio > 0 and c.stage != "adapt":
-    raise _err("replay.ratio", r.ratio, "replay is for adapt runs (stage=adapt)")
   shards = mesh_shape[0] * mesh_shape[1]
   if c.data.batch_size % shards:
     raise _err("data.batch_size", c.data.batch_size,
                f"must be divisible by the data axes (mesh.data × mesh.fsdp = {shards})")
-  replay_rows = replay_rows_total(c.data.batch_size, r.ratio)
-  if replay_rows % shards:
-    raise _err("replay.ratio", r.ratio,
-               f"gives {replay_rows} replay rows of {c.data.batch_size}; that must be divisible by the "
-               f"{shards} data shards. Pick a ratio such that ratio × batch_size is a multiple of {shards}")
-  if r.ratio > 0 and replay_rows == 0:
-    raise _err("replay.ratio", r.ratio, f"rounds to 0 replay rows of {c.data.batch_size}; raise it or the batch")
-
-
-def replay_rows_total(batch_size: int, ratio: float) -> int:
-  return int(math.floor(batch_size * ratio + 0.5))
+  try:
+    objective_lib.resolve(r, c.stage, c.data.batch_size, shards)
+  except objective_lib.ObjectiveError as e:
+    raise ConfigError(str(e)) from None

@@ -17,12 +17,15 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
-from cpt_jax import build, checkpoint as ckpt_lib, config as config_lib, metrics as metrics_lib
-from cpt_jax import model as model_lib, optim, paths, sharding, step as step_lib
-from cpt_jax.data import pipeline, sources
+from cpt_jax import adapt as adapt_lib, build, checkpoint as ckpt_lib, config as config_lib, metrics as metrics_lib
+from cpt_jax import model as model_lib, optim, paths, sharding, step as step_lib, workdir as workdir_lib
+from cpt_jax.data import sources
+from cpt_jax.data.babi.score import score as babi_score
+from cpt_jax.objective import Objective
+from cpt_jax.sampling import GreedyDecoder
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again" — launch_tpu.sh relaunches on it
 
@@ -61,7 +64,7 @@ class _StopFlag:
 def run(cfg, workdir: str) -> dict[str, Any]:
   """Trains one stage to its token budget (resuming if `workdir` has checkpoints); returns the summary."""
   t_start = time.time()
-  _check_writable(workdir)
+  workdir_lib.check(workdir)
   config_lib.validate(cfg, jax.device_count())
   mesh = sharding.make_mesh(cfg.mesh)
   data_dir = sources.data_dir_of(cfg.data)
@@ -82,61 +85,58 @@ def run(cfg, workdir: str) -> dict[str, Any]:
   abstract_state, state_shardings = build.state_shardings(bundle, optimizer, mesh)
   state = jax.jit(lambda p: step_lib.init_state(p, optimizer), out_shardings=state_shardings)(params)
   del params
-  spec = build.make_step_spec(cfg, mesh)
+  train_src = build.train_source(cfg, data_dir)
+  objective = build.resolve_objective(cfg, mesh, train_src)
+  logging.info("objective: %s", objective)
+  keep_forever = build.stage_steps(cfg, bundle.num_params) if cfg.stage == "pretrain" else ()
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), cfg.train.keep_checkpoints,
-                                       keep_steps=build.stage_steps(cfg, bundle.num_params) if cfg.stage == "pretrain" else ())
+                                       keep_steps=keep_forever)
   writer = metrics_lib.MetricWriter(workdir)
 
   step = 0
-  needs_teacher = cfg.stage == "adapt" and spec.replay_rows_per_shard and (
-      cfg.replay.loss == "kl" or cfg.replay.kind == "self")
   resuming = checkpointer.latest_step() is not None
   if not resuming:  # a run killed before its first checkpoint starts over: drop the lines it wrote
     writer.truncate_after(-1)
-  start_params = None
-  if cfg.stage == "adapt" and (needs_teacher or not resuming):
-    start = ckpt_lib.Checkpointer(os.path.join(cfg.init_from, "checkpoints"), keep=1_000_000)
-    start_step, start_params, _, _ = start.restore(
-        build.sharded_abstract(abstract_state["params"], state_shardings["params"]),
-        step=None if cfg.init_step < 0 else cfg.init_step, weights_only=True)
-    start.close()
-    logging.info("adapt: start weights from step %d of %s", start_step, cfg.init_from)
-  # The teacher: the frozen start weights in their own buffers (the student's are donated every step).
-  teacher = build.frozen_copy(start_params, cfg.replay.teacher_dtype) if needs_teacher else None
-  replay = build.replay_stream(cfg, tokenizer, data_dir, bundle, teacher) if spec.replay_rows_per_shard else None
-  loader = build.make_loader(cfg, tokenizer, mesh, data_dir, spec, replay)
+  adaptation = None
+  if cfg.stage == "adapt":
+    adaptation = adapt_lib.Adaptation(cfg, workdir, objective,
+                                      build.sharded_abstract(abstract_state["params"], state_shardings["params"]),
+                                      resuming)
+  teacher = adaptation.teacher if adaptation else None
+  replay = build.replay_stream(cfg, tokenizer, data_dir, bundle, teacher) if objective.has_replay else None
+  loader = build.make_loader(cfg, tokenizer, mesh, train_src, objective, replay)
   if resuming:
     step, state, data_states, _ = checkpointer.restore(build.sharded_abstract(abstract_state, state_shardings))
     loader.set_state(_local_data_state(data_states))
     writer.truncate_after(step)
     logging.info("resumed from step %d of %s", step, workdir)
-  elif cfg.stage == "adapt":
-    state = jax.jit(lambda p: step_lib.init_state(p, optimizer), out_shardings=state_shardings)(start_params)
+  elif adaptation:
+    state = jax.jit(lambda p: step_lib.init_state(p, optimizer),
+                    out_shardings=state_shardings)(adaptation.take_start_params())
   build.save_run_config(cfg, workdir)  # after the restore: a config that does not fit never overwrites it
-  del start_params
+  if adaptation:
+    adaptation.start_params = None
+  step_teacher = teacher if objective.teacher_in_step else None
 
-  train_step = step_lib.make_train_step(bundle.graphdef, optimizer, spec, schedule, state_shardings)
+  train_step = step_lib.make_train_step(bundle.graphdef, optimizer, objective, schedule, state_shardings)
   eval_step = step_lib.make_eval_step(bundle.graphdef)
   babi_examples = build.babi_eval_examples(cfg, data_dir)
-  flops_per_token = model_lib.flops_per_token(model_cfg, cfg.model.max_len)
   peak, peak_source = metrics_lib.peak_flops()
+  step_flops = metrics_lib.flops_per_step(model_cfg, cfg.model.max_len, objective.rows,
+                                          objective.replay_rows if objective.teacher_in_step else 0)
+  throughput = _Throughput(tokens_per_step, step_flops, peak)
   rng = jax.random.key(cfg.seed + 1)
-  before = _read_before(workdir)
 
   def evaluate(at_step: int) -> dict[str, float]:
     out = dict(entropy)
     for name, rows in evals.items():
-      batch = sharding.global_batch(_pad_rows(rows, spec.batch_shards), mesh)
+      batch = sharding.global_batch(_pad_rows(rows, objective.batch_shards), mesh)
       nll, count = jax.device_get(eval_step(state["params"], batch))
       out[f"eval/{name}/loss"] = float(nll / max(count, 1.0))
     if babi_examples:
       out.update(_babi_metrics(babi_examples, bundle, state["params"], tokenizer))
-    if cfg.stage == "adapt":
-      if not before:
-        before.update({k: v for k, v in out.items() if k.endswith("/loss")})
-        _write_before(workdir, before)
-      if "eval/base/loss" in before and "eval/base/loss" in out:
-        out["eval/base/forgetting"] = out["eval/base/loss"] - before["eval/base/loss"]
+    if adaptation:
+      adaptation.annotate(out)
     writer.write(at_step, at_step * tokens_per_step, out)
     return out
 
@@ -149,7 +149,6 @@ def run(cfg, workdir: str) -> dict[str, Any]:
   pending = None  # (step, device metrics) of the last dispatched step
   skips = 0
   progress = _Progress(total_steps, step, tokens_per_step, enabled=cfg.train.progress and writer.active)
-  t_window, steps_window = time.perf_counter(), 0
   meta = {"num_params": bundle.num_params, "tokens_per_step": tokens_per_step}
 
   def save(at_step: int, force: bool = False):
@@ -179,31 +178,30 @@ def run(cfg, workdir: str) -> dict[str, Any]:
   try:
     while step < total_steps:
       batch = sharding.global_batch(next(loader), mesh)
-      state, step_metrics = train_step(state, batch, teacher, rng)
+      state, step_metrics = train_step(state, batch, step_teacher, rng)
       step += 1
       drain(pending)
       pending = (step, step_metrics)
-      steps_window += 1
-      if steps_window == 1 and step == start_step + 1:  # keep compilation out of the throughput window
-        jax.block_until_ready(state["step"])
-        t_window, steps_window = time.perf_counter(), 0
+      if step == start_step + 1:  # keep compilation out of the throughput windows
+        throughput.restart(state)
+      else:
+        throughput.count()
       if step % cfg.train.log_every_steps == 0 or step == total_steps:
         drain(pending)
         pending = None
-        jax.block_until_ready(state["step"])
-        dt = time.perf_counter() - t_window
-        tps = steps_window * tokens_per_step / dt
-        writer.write(step, step * tokens_per_step, {"train/tokens_per_sec": tps,
-                                                    "train/mfu": tps * flops_per_token / peak})
-        t_window, steps_window = time.perf_counter(), 0
+        writer.write(step, step * tokens_per_step, throughput.read(state))
       if step % eval_every == 0 or step == total_steps:
         drain(pending)
         pending = None
+        throughput.pause(state)
         last_eval = evaluate(step)
+        throughput.resume()
       if step % ckpt_every == 0 or step in keep_steps or step == total_steps:
         drain(pending)
         pending = None
+        throughput.pause(state)
         save(step, force=step in keep_steps or step == total_steps)
+        throughput.resume()
       stop_here = cfg.train.stop_at_step and step == cfg.train.stop_at_step and step < total_steps
       if stop.signal is not None or stop_here:
         drain(pending)
@@ -223,22 +221,31 @@ def run(cfg, workdir: str) -> dict[str, Any]:
       "non_embedding_params": model_lib.non_embedding_params(model_cfg),
       "ptpp": (step * tokens_per_step / bundle.num_params) if cfg.stage == "pretrain" else None,
       "atpp": (step * tokens_per_step / bundle.num_params) if cfg.stage == "adapt" else None,
-      "replay_ratio": cfg.replay.ratio, "replay_kind": cfg.replay.kind, "replay_loss": cfg.replay.loss,
-      "replay_coeff": cfg.replay.coeff, "wall_seconds": time.time() - t_start, "peak_flops": peak,
-      "peak_source": peak_source, "flops_per_token": flops_per_token, "before": before,
-      "final": last_eval, "config": json.loads(cfg.to_json_best_effort()),
+      **_replay_record(cfg, objective, workdir), "wall_seconds": time.time() - t_start, "peak_flops": peak,
+      "peak_source": peak_source, "flops_per_step": step_flops,
+      "before": adaptation.before if adaptation else {}, "final": last_eval,
+      "config": json.loads(cfg.to_json_best_effort()),
   }
   if writer.active:
     paths.write_text_atomic(paths.path(workdir) / "summary.json", json.dumps(summary, indent=2))
   return summary
 
 
+def _replay_record(cfg, objective: Objective, workdir: str) -> dict[str, Any]:
+  """Replay as trained: the realized share of rows, and of loss tokens (the mixture's weight), over the run."""
+  shares = [m["train/replay_token_share"] for m in metrics_lib.read_metrics(workdir)
+            if "train/replay_token_share" in m] if objective.has_replay and jax.process_index() == 0 else []
+  return {"replay_semantics": objective.semantics, "replay_rows": objective.replay_rows,
+          "replay_ratio": objective.replay_row_ratio, "replay_ratio_requested": cfg.replay.ratio,
+          "replay_token_share": float(np.mean(shares)) if shares else 0.0,
+          "replay_kind": cfg.replay.kind if objective.has_replay else "none",
+          "replay_loss": objective.replay_loss, "replay_coeff": objective.coeff}
+
+
 def _babi_metrics(examples, bundle, params, tokenizer) -> dict[str, float]:
   """Exact-match accuracy of greedy answers, per task and mean (`eval/babi/...`)."""
-  from cpt_jax.data.babi.score import score  # pylint: disable=g-import-not-at-top
-  from cpt_jax.sampling import GreedyDecoder  # pylint: disable=g-import-not-at-top
   decoder = GreedyDecoder(bundle.graphdef, bundle.cfg, params, tokenizer, batch_size=64, max_new_tokens=8)
-  result = score(examples, decoder, batch_size=64)
+  result = babi_score(examples, decoder, batch_size=64)
   out = {"eval/babi/accuracy": result["mean"], "eval/babi/tasks_passed": result["num_passed"]}
   out.update({f"eval/babi/{k}/accuracy": v for k, v in result.items() if k.startswith("task_")})
   return out
@@ -261,32 +268,40 @@ def _pad_rows(rows: dict[str, np.ndarray], shards: int) -> dict[str, np.ndarray]
   return {k: v[jax.process_index() * per_proc:(jax.process_index() + 1) * per_proc] for k, v in out.items()}
 
 
-def _read_before(workdir: str) -> dict[str, float]:
-  path = paths.path(workdir) / "before.json"
-  return json.loads(path.read_text()) if path.exists() else {}
+class _Throughput:
+  """Tokens/s and MFU over windows of training steps only: compilation, evaluation and checkpoints are left out.
 
+  The clock stops after the device has finished the steps dispatched so far and restarts after the pause.
+  """
 
-def _write_before(workdir: str, before: dict[str, float]) -> None:
-  if jax.process_index() == 0:
-    paths.write_text_atomic(paths.path(workdir) / "before.json", json.dumps(before, indent=2))
+  def __init__(self, tokens_per_step: int, flops_per_step: float, peak_flops: float):
+    self._tokens, self._flops, self._peak = tokens_per_step, flops_per_step, peak_flops
+    self._steps, self._elapsed, self._since = 0, 0.0, None
 
+  def restart(self, state) -> None:
+    self.pause(state)
+    self._steps, self._elapsed = 0, 0.0
+    self.resume()
 
-def _check_writable(workdir: str) -> None:
-  """Creates the workdir and writes a probe, so a bad --workdir fails before any compilation."""
-  probe = paths.path(workdir) / ".write_probe"
-  try:
-    probe.parent.mkdir(parents=True, exist_ok=True)
-    probe.write_text("ok")
-    probe.unlink()
-  except Exception as e:  # pylint: disable=broad-except  # gcsfs raises HTTP errors as well as OSErrors
-    if not paths.is_remote(workdir):
-      if isinstance(e, OSError) and probe.parent.is_dir():
-        raise config_lib.ConfigError(f"workdir {workdir} is not writable ({e.strerror}); choose another "
-                                     "--workdir or free space") from None
-      raise  # train.py reports a local OSError as "cannot write …"
-    reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-    raise config_lib.ConfigError(f"workdir {workdir} is not writable ({reason}); check the bucket name and that "
-                                 "this machine's service account may write to it") from None
+  def count(self) -> None:
+    self._steps += 1
+
+  def pause(self, state) -> None:
+    jax.block_until_ready(state["step"])
+    if self._since is not None:
+      self._elapsed += time.perf_counter() - self._since
+      self._since = None
+
+  def resume(self) -> None:
+    self._since = time.perf_counter()
+
+  def read(self, state) -> dict[str, float]:
+    self.pause(state)
+    steps_per_sec = self._steps / max(self._elapsed, 1e-9)
+    self._steps, self._elapsed = 0, 0.0
+    self.resume()
+    return {"train/tokens_per_sec": steps_per_sec * self._tokens,
+            "train/mfu": steps_per_sec * self._flops / self._peak}
 
 
 class _Progress:
@@ -294,7 +309,6 @@ class _Progress:
   def __init__(self, total: int, start: int, tokens_per_step: int, enabled: bool):
     self._bar = None
     if enabled:
-      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
       self._bar = tqdm(total=total * tokens_per_step, initial=start * tokens_per_step, unit="tok", unit_scale=True,
                        dynamic_ncols=True, mininterval=2.0, file=sys.stderr, disable=None)
     self._tps, self._last = tokens_per_step, start

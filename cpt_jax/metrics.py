@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cpt_jax import paths
+from cpt_jax import model as model_lib, paths
 
 # Dense bf16 peak FLOP/s per chip, from vendor data sheets.
 DEVICE_PEAK_FLOPS = {
@@ -56,6 +56,19 @@ def peak_flops(dtype=jnp.float32) -> tuple[float, str]:
     return per_device * jax.device_count(), f"table:{jax.devices()[0].device_kind}"
   # fake CPU devices share the same cores: the host's peak is the whole machine's, counted once
   return measure_matmul_peak(dtype=dtype), "measured-matmul"
+
+
+def flops_per_step(model_cfg: model_lib.ModelConfig, seq_len: int, rows: int, teacher_rows: int = 0) -> float:
+  """What one train step computes, MFU's numerator; the one place the accounting lives.
+
+  Each of the `rows`·T trained tokens costs `model.flops_per_token` (6·(non-embedding params + V·D) +
+  12·layers·T·D: forward and backward, attention without the causal discount); each of the
+  `teacher_rows`·T replay tokens the frozen teacher reads in the same step costs its forward, a third of
+  that. Recomputation (remat, the fused LM head's backward) is not counted: MFU measures the model's work,
+  not the implementation's.
+  """
+  per_token = model_lib.flops_per_token(model_cfg, seq_len)
+  return seq_len * (rows * per_token + teacher_rows * per_token / 3)
 
 
 def to_python(tree: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,15 +1,15 @@
 """The compiled train and eval steps: student forward/backward, and the frozen teacher's forward on replay
 rows, in ONE executable per step.
 
-Batch layout contract (data/mixture.py builds it): each of the `batch_shards` equal slices of the global
-batch holds its target rows first, then its replay rows. Reshaping [B, …] to [shards, B/shards, …] and
-slicing therefore keeps every slice sharded over the batch axes: the teacher runs only on replay rows
-with no resharding.
+Batch layout contract (data/pipeline.BatchLoader builds it): each of the `batch_shards` equal slices of the
+global batch holds its target rows first, then its replay rows. `Objective.split_rows` reshapes [B, …] to
+[shards, B/shards, …] and slices, so every part stays sharded over the batch axes: the teacher runs only
+on replay rows with no resharding. What the objective is (mixture or regularizer, which replay loss) is
+decided by `cpt_jax/objective.py`; this module computes it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -18,26 +18,9 @@ import optax
 from flax import nnx
 
 from cpt_jax import losses
+from cpt_jax.objective import Objective
 
-REPLAY_LOSSES = ("ntp", "kl")
 Batch = dict[str, jax.Array]
-
-
-@dataclasses.dataclass(frozen=True)
-class StepSpec:
-  batch_shards: int
-  target_rows_per_shard: int
-  replay_rows_per_shard: int = 0
-  replay_loss: str = "ntp"  # "ntp" | "kl"
-  replay_coeff: float = 1.0
-  dropout: bool = False
-
-
-def _split_rows(x_Bx: jax.Array, spec: StepSpec) -> tuple[jax.Array, jax.Array]:
-  rows = spec.target_rows_per_shard + spec.replay_rows_per_shard
-  x = x_Bx.reshape((spec.batch_shards, rows) + x_Bx.shape[1:])
-  flat = lambda y: y.reshape((-1,) + x_Bx.shape[1:])
-  return flat(x[:, :spec.target_rows_per_shard]), flat(x[:, spec.target_rows_per_shard:])
 
 
 def _hidden(graphdef, params, batch: Batch, rng=None):
@@ -48,51 +31,58 @@ def _hidden(graphdef, params, batch: Batch, rng=None):
   return model, h_BxLxD
 
 
-def make_loss_fn(graphdef, spec: StepSpec) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
-  """loss(params, batch, teacher_params, rng) -> (objective, metrics). Objective =
-  NTP(target rows) + λ·{NTP | KL(teacher‖student)}(replay rows).
+def make_loss_fn(graphdef, objective: Objective) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
+  """loss(params, batch, teacher_params, rng) -> (objective value, metrics).
 
-  The LM head is fused into the losses (`losses.head_nll`, `losses.head_kl`: logits recomputed in the
-  backward); only the teacher's logits on replay rows are materialised and kept."""
+  mixture:     Σ_target nll + Σ_replay nll, over all loss tokens of the batch (one token-mean);
+  regularizer: mean_target nll + λ · mean_replay R, R from the replay-loss registry (NTP or KL(teacher‖student)).
+  The LM head is fused into the losses (logits recomputed in the backward); only the teacher's logits on
+  replay rows are materialised.
+  """
 
   def loss_fn(params, batch: Batch, teacher_params, rng):
-    model, h_BxLxD = _hidden(graphdef, params, batch, rng if spec.dropout else None)
+    model, h_BxLxD = _hidden(graphdef, params, batch, rng if objective.dropout else None)
     w_VxD = model.head_weight()
-    mask_BxL = batch["loss_mask"]
-    if spec.replay_rows_per_shard == 0:
+    mask_BxL = batch["loss_mask"].astype(jnp.float32)
+    if not objective.has_replay:
       nll = losses.masked_mean(losses.head_nll(h_BxLxD, w_VxD, batch["targets"]), mask_BxL)
       return nll, {"loss": nll, "target_loss": nll}
-    h_t, h_r = _split_rows(h_BxLxD, spec)
-    targets_t, targets_r = _split_rows(batch["targets"], spec)
-    mask_t, mask_r = _split_rows(mask_BxL, spec)
-    target_loss = losses.masked_mean(losses.head_nll(h_t, w_VxD, targets_t), mask_t)
-    if spec.replay_loss == "kl":
-      replay_batch = {k: _split_rows(v, spec)[1] for k, v in batch.items()}
+    h_t, h_r = objective.split_rows(h_BxLxD)
+    targets_t, targets_r = objective.split_rows(batch["targets"])
+    mask_t, mask_r = objective.split_rows(mask_BxL)
+    teacher_logits = None
+    if objective.loss.needs_teacher:
+      replay_batch = {k: objective.split_rows(v)[1] for k, v in batch.items()}
       teacher, h_teacher = _hidden(graphdef, teacher_params, replay_batch)
       teacher_logits = jax.lax.stop_gradient(teacher.logits(h_teacher))
-      kl_r, nll_r = losses.head_kl(h_r, w_VxD, teacher_logits, targets_r)
-      replay_ntp = losses.masked_mean(nll_r, mask_r)  # a metric only
-      replay_loss = losses.masked_mean(kl_r, mask_r)
-      metrics = {"target_loss": target_loss, "replay_ntp": replay_ntp, "kl": replay_loss}
+    replay_BxL, replay_nll_BxL = objective.loss.fn(h_r, w_VxD, targets_r, teacher_logits)
+    target_sum, target_tokens = jnp.sum(losses.head_nll(h_t, w_VxD, targets_t) * mask_t), jnp.sum(mask_t)
+    replay_sum, replay_tokens = jnp.sum(replay_BxL * mask_r), jnp.sum(mask_r)
+    target_loss = target_sum / jnp.maximum(target_tokens, 1.0)
+    replay_loss = replay_sum / jnp.maximum(replay_tokens, 1.0)
+    if objective.semantics == "mixture":
+      value = (target_sum + replay_sum) / jnp.maximum(target_tokens + replay_tokens, 1.0)
     else:
-      replay_ntp = losses.masked_mean(losses.head_nll(h_r, w_VxD, targets_r), mask_r)
-      replay_loss = replay_ntp
-      metrics = {"target_loss": target_loss, "replay_ntp": replay_ntp}
-    objective = target_loss + spec.replay_coeff * replay_loss
-    metrics.update(loss=objective, replay_loss=replay_loss)
-    return objective, metrics
+      value = target_loss + objective.coeff * replay_loss
+    metrics = {"loss": value, "target_loss": target_loss, "replay_loss": replay_loss,
+               "replay_ntp": losses.masked_mean(replay_nll_BxL, mask_r),
+               "replay_token_share": replay_tokens / jnp.maximum(target_tokens + replay_tokens, 1.0)}
+    if objective.replay_loss != "ntp":
+      metrics[objective.replay_loss] = replay_loss
+    return value, metrics
 
   return loss_fn
 
 
-def make_train_step(graphdef, optimizer: optax.GradientTransformation, spec: StepSpec,
+def make_train_step(graphdef, optimizer: optax.GradientTransformation, objective: Objective,
                     lr_schedule: optax.Schedule, state_shardings=None):
   """state -> state: donated, so parameters and moments are updated in place.
 
-  A non-finite loss or gradient leaves the state untouched (the step is a no-op) and reports
-  `nonfinite=1`; the host decides to stop or to skip the batch.
+  A non-finite loss or gradient leaves parameters and moments untouched and reports `nonfinite=1`; the host
+  decides to stop or to skip the batch. The step counter and the optimizer's counts advance either way, so
+  the schedule's clock, `state["step"]` and the logged `lr` never drift apart.
   """
-  loss_fn = make_loss_fn(graphdef, spec)
+  loss_fn = make_loss_fn(graphdef, objective)
 
   def train_step(state, batch: Batch, teacher_params, rng):
     rng = jax.random.fold_in(rng, state["step"])
@@ -101,13 +91,29 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation, spec: Ste
     finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-    new_state = {"step": state["step"] + 1, "params": keep(params, state["params"]),
-                 "opt_state": keep(opt_state, state["opt_state"])}
+
+    def keep(new, old):
+      return jnp.where(finite, new, old)
+
+    new_state = {"step": state["step"] + 1, "params": jax.tree.map(keep, params, state["params"]),
+                 "opt_state": jax.tree_util.tree_map_with_path(
+                     lambda path, new, old: new if _is_count(path) else keep(new, old), opt_state, state["opt_state"])}
     metrics.update(grad_norm=grad_norm, lr=lr_schedule(state["step"]), nonfinite=1 - finite.astype(jnp.int32))
     return new_state, metrics
 
   return jax.jit(train_step, donate_argnums=(0,), out_shardings=(state_shardings, None))
+
+
+def _is_count(path) -> bool:
+  """An optimizer state's step count (optax names it `count`: Adam's bias correction, the LR schedule)."""
+  return bool(path) and getattr(path[-1], "name", None) == "count"
+
+
+def optimizer_counts(opt_state) -> list[int]:
+  """Every step count in an optimizer state (they equal the train state's step)."""
+  found = []
+  jax.tree_util.tree_map_with_path(lambda path, x: found.append(int(x)) if _is_count(path) else None, opt_state)
+  return found
 
 
 def make_eval_step(graphdef):

@@ -39,10 +39,14 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
+from cpt_jax import model as model_lib
+from cpt_jax.research import report as report_lib
+
 GENERATED = "@generated"
 RESULT_COLUMNS = [
-    "cell", "size", "params", "ptpp", "atpp", "adapt_tokens", "replay_ratio", "replay_kind", "replay_loss",
-    "replay_coeff", "target_loss", "base_loss", "base_loss_before", "target_loss_before", "forgetting",
+    "cell", "size", "params", "ptpp", "atpp", "adapt_tokens", "replay_ratio", "replay_token_share",
+    "replay_semantics", "replay_kind", "replay_loss", "replay_coeff", "target_loss", "base_loss", "base_loss_before",
+    "target_loss_before", "forgetting",
     "babi_accuracy", "babi_tasks_passed", "wall_seconds",
 ]
 
@@ -90,7 +94,6 @@ def _plain(d) -> dict[str, Any]:
 
 def _num_params(cfg) -> int:
   """Parameter count of a config's model without building it (vocab = data.vocab_size)."""
-  from cpt_jax import model as model_lib  # pylint: disable=g-import-not-at-top
   return model_lib.total_params(model_lib.ModelConfig.from_config(cfg.model, cfg.data.vocab_size))
 
 
@@ -188,7 +191,7 @@ def _run_cell(cell: Cell, log_dir: Path) -> int:
   env.setdefault("JAX_COMPILATION_CACHE_DIR", str(log_dir.parent / "jax_cache"))
   if cell.kind == "replay":
     c = cell.config
-    cmd = [sys.executable, "-m", "cpt_jax.replay", "--workdir", c["workdir"], "--out", str(cell.workdir),
+    cmd = [sys.executable, "-m", "cpt_jax.replay_dataset", "--workdir", c["workdir"], "--out", str(cell.workdir),
            "--tokens", str(c["tokens"]), "--seed", str(c["seed"]), "--step", str(c["step"])]
   else:
     cfg_path = cell.workdir / "cell_config.json"
@@ -273,7 +276,8 @@ def result_row(cell: Cell) -> dict[str, Any]:
   return {
       "cell": cell.id.split("/", 1)[1], "size": cell.labels.get("size"), "params": s["params"],
       "ptpp": float(cell.labels["ptpp"]), "atpp": s["atpp"], "adapt_tokens": s["tokens"],
-      "replay_ratio": s["replay_ratio"], "replay_kind": s["replay_kind"], "replay_loss": s["replay_loss"],
+      "replay_ratio": s["replay_ratio"], "replay_token_share": s.get("replay_token_share"),
+      "replay_semantics": s.get("replay_semantics"), "replay_kind": s["replay_kind"], "replay_loss": s["replay_loss"],
       "replay_coeff": s["replay_coeff"], "target_loss": final.get("eval/target/loss"),
       "base_loss": final.get("eval/base/loss"), "base_loss_before": before.get("eval/base/loss"),
       "target_loss_before": before.get("eval/target/loss"), "forgetting": final.get("eval/base/forgetting"),
@@ -317,9 +321,9 @@ def main(argv):
     sys.exit(1)
   report = _CONFIG.value.get("report", "")
   if report:
-    from cpt_jax.research import report as report_lib  # pylint: disable=g-import-not-at-top
     if report in report_lib.REPORTS:
       print(report_lib.REPORTS[report](root))
+      print(f"wrote {root / (report + '.md')}, {root / (report + '.png')} and {root / 'results.csv'}")
     else:  # a seed study: a draft under DIR/report/; tools/report.py DIR writes docs/results/
       print(f"report draft: {report_lib.study_report(root, root / 'report')}")
 

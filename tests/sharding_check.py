@@ -15,6 +15,7 @@ jax.config.update("jax_default_matmul_precision", "highest")
 from cpt_jax import build, optim, sharding, step as step_lib  # noqa: E402
 from cpt_jax.config import default_config  # noqa: E402
 from cpt_jax.model import ModelConfig  # noqa: E402
+from cpt_jax.objective import Objective  # noqa: E402
 
 
 def _layout(target, replay, shards):
@@ -35,8 +36,9 @@ def losses_on(mesh_shape, steps=4, replay_rows=0, batch=16):
   _, shardings = build.state_shardings(bundle, tx, mesh)
   state = jax.jit(lambda p: step_lib.init_state(p, tx), out_shardings=shardings)(params)
   shards = sharding.batch_shards(mesh)
-  spec = step_lib.StepSpec(batch_shards=shards, target_rows_per_shard=(batch - replay_rows) // shards,
-                           replay_rows_per_shard=replay_rows // shards, replay_loss="kl", replay_coeff=0.5)
+  spec = Objective("regularizer" if replay_rows else "none", batch_shards=shards,
+                   target_rows_per_shard=(batch - replay_rows) // shards, replay_rows_per_shard=replay_rows // shards,
+                   replay_loss="kl", coeff=0.5)
   train_step = step_lib.make_train_step(bundle.graphdef, tx, spec, optim.lr_schedule(opt_cfg, batch * 16, steps),
                                         shardings)
   teacher = jax.tree.map(lambda x: x * 1.01, state["params"]) if replay_rows else None
@@ -51,7 +53,8 @@ def losses_on(mesh_shape, steps=4, replay_rows=0, batch=16):
     state, m = train_step(state, arrays, teacher, jax.random.key(0))
     out.append(float(m["loss"]))
   # every parameter must be laid out as the rules say (created sharded, kept sharded)
-  specs = {jax.tree_util.keystr(p): str(x.sharding.spec) for p, x in jax.tree_util.tree_leaves_with_path(state["params"])}
+  leaves = jax.tree_util.tree_leaves_with_path(state["params"])
+  specs = {jax.tree_util.keystr(p): str(x.sharding.spec) for p, x in leaves}
   return out, specs
 
 

@@ -1,14 +1,17 @@
 """Adapt stage: weights from a pretraining run, fresh optimizer, frozen teacher; replay and KL in one step."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
 import pytest
 
-from cpt_jax import build, loop, metrics, optim, replay, sharding, step as step_lib
+from cpt_jax import build, loop, metrics, optim, replay_dataset, sharding, step as step_lib
 from cpt_jax.data.records import RecordSource
 from cpt_jax.data.tokenizer import BOS
+from cpt_jax.model import ModelConfig
+from cpt_jax.objective import Objective
 
 
 def _adapt_config(factory, pretrained_dir, **overrides):
@@ -43,6 +46,7 @@ def test_adapt_with_self_replay_on_the_fly_and_kl(tiny_config_factory, pretraine
   pre_dir, _ = pretrained
   cfg = _adapt_config(tiny_config_factory, pre_dir, **{"replay.ratio": 0.25, "replay.kind": "self",
                                                        "replay.loss": "kl", "replay.coeff": 2.0,
+                                                       "replay.semantics": "regularizer",
                                                        "replay.chunk_sequences": 4})
   loop.run(cfg, str(tmp_path))
   train = _rows(tmp_path, "train/kl")
@@ -55,22 +59,23 @@ def test_adapt_with_self_replay_on_the_fly_and_kl(tiny_config_factory, pretraine
 
 def test_generated_replay_dataset_is_deterministic_and_resumable(pretrained, tmp_path):
   pre_dir, _ = pretrained
-  path = replay.generate_replay_dataset(str(pre_dir), str(tmp_path / "a"), num_tokens=32 * 10, seed=5, batch=4)
+  path = replay_dataset.generate_replay_dataset(str(pre_dir), str(tmp_path / "a"), num_tokens=32 * 10, seed=5, batch=4)
   rows = RecordSource(path, "train")
   assert len(rows) == 10 and all(len(rows[i]["tokens"]) == 33 and rows[i]["tokens"][0] == BOS for i in range(10))
   # interrupted after 2 chunks: the rerun completes to the identical dataset
   partial = tmp_path / "b"
-  replay.generate_replay_dataset(str(pre_dir), str(partial), num_tokens=32 * 10, seed=5, batch=4)
-  import shutil
+  replay_dataset.generate_replay_dataset(str(pre_dir), str(partial), num_tokens=32 * 10, seed=5, batch=4)
   shutil.rmtree(partial / "self_replay")
   (partial / "chunks" / "chunk_000002.npy").unlink()
-  again = RecordSource(replay.generate_replay_dataset(str(pre_dir), str(partial), 32 * 10, seed=5, batch=4), "train")
+  again = RecordSource(replay_dataset.generate_replay_dataset(str(pre_dir), str(partial), 32 * 10, seed=5, batch=4),
+                       "train")
   assert sorted(tuple(again[i]["tokens"]) for i in range(10)) == sorted(tuple(rows[i]["tokens"]) for i in range(10))
 
 
 def test_adapt_with_real_replay_ntp_and_samples_dataset(tiny_config_factory, pretrained, tmp_path):
   pre_dir, _ = pretrained
-  samples = replay.generate_replay_dataset(str(pre_dir), str(tmp_path / "s"), num_tokens=32 * 8, seed=1, batch=8)
+  samples = replay_dataset.generate_replay_dataset(str(pre_dir), str(tmp_path / "s"), num_tokens=32 * 8, seed=1,
+                                                   batch=8)
   for kind, extra in (("real", {}), ("self", {"replay.samples": str(samples)})):
     cfg = _adapt_config(tiny_config_factory, pre_dir, **{"replay.ratio": 0.5, "replay.kind": kind,
                                                          "replay.loss": "ntp", "train.total_tokens": 8 * 32 * 3,
@@ -82,7 +87,6 @@ def test_adapt_with_real_replay_ntp_and_samples_dataset(tiny_config_factory, pre
 
 def test_kl_step_is_one_executable_with_the_teacher_inside():
   from cpt_jax.config import default_config
-  from cpt_jax.model import ModelConfig
   mesh = sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
   bundle, params = build.build_model(ModelConfig(vocab_size=64, max_len=8, num_layers=2, d_model=16, num_heads=2),
                                      mesh, 0)
@@ -91,8 +95,8 @@ def test_kl_step_is_one_executable_with_the_teacher_inside():
   _, shardings = build.state_shardings(bundle, tx, mesh)
   dots = {}
   for name, replay_rows in (("plain", 0), ("kl", 2)):
-    spec = step_lib.StepSpec(batch_shards=1, target_rows_per_shard=8 - replay_rows, replay_rows_per_shard=replay_rows,
-                             replay_loss="kl")
+    spec = Objective("regularizer" if replay_rows else "none", batch_shards=1, target_rows_per_shard=8 - replay_rows,
+                     replay_rows_per_shard=replay_rows, replay_loss="kl")
     fn = step_lib.make_train_step(bundle.graphdef, tx, spec, optim.lr_schedule(opt, 64, 10), shardings)
     state = jax.jit(lambda p: step_lib.init_state(p, tx), out_shardings=shardings)(params)
     batch = {"inputs": np.ones((8, 8), np.int32), "targets": np.ones((8, 8), np.int32),

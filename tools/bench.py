@@ -1,4 +1,4 @@
-"""Performance benchmark: one JSON object with every figure of issue 8, measured in ONE process.
+"""Performance benchmark: one JSON object with every figure of docs/performance.md, measured in ONE process.
 
     python tools/bench.py [--config configs/pretrain_tiny.py] [--markdown] [--quick] [--reps 5]
 
@@ -32,13 +32,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+# after sys.path (run from a checkout) and JAX_PLATFORMS (read when jax is imported) are set:
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
-from cpt_jax import build, checkpoint as ckpt_lib, metrics as metrics_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cpt_jax import model as model_lib, optim, sampling, sharding, step as step_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cpt_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cpt_jax import build, optim, sampling, sharding  # noqa: E402
+from cpt_jax import checkpoint as ckpt_lib  # noqa: E402
+from cpt_jax import metrics as metrics_lib  # noqa: E402
+from cpt_jax import model as model_lib  # noqa: E402
+from cpt_jax import objective as objective_lib  # noqa: E402
+from cpt_jax import step as step_lib  # noqa: E402
+from cpt_jax.data import pipeline, sources  # noqa: E402
 
 KL_RATIOS = (0.25, 0.5)
 SAMPLER_BATCH = 64
@@ -131,9 +135,12 @@ class Bench:
   # --- steps -------------------------------------------------------------------------------------------
   def make_step(self, ratio: float):
     with self.cfg.unlocked():
-      self.cfg.replay.ratio, self.cfg.replay.loss = ratio, "kl" if ratio else "ntp"
-    spec = build.make_step_spec(self.cfg, self.mesh)
-    return step_lib.make_train_step(self.bundle.graphdef, self.optimizer, spec, self.schedule, self.state_shardings)
+      self.cfg.replay.ratio, self.cfg.replay.kind = ratio, "real" if ratio else "none"
+      self.cfg.replay.loss, self.cfg.replay.semantics = "kl" if ratio else "ntp", "regularizer" if ratio else "mixture"
+    objective = objective_lib.resolve(self.cfg.replay, "adapt", self.cfg.data.batch_size,
+                                      sharding.batch_shards(self.mesh))
+    return step_lib.make_train_step(self.bundle.graphdef, self.optimizer, objective, self.schedule,
+                                    self.state_shardings)
 
   def run_steps(self, fn, n: int) -> float:
     t = time.perf_counter()
@@ -166,7 +173,8 @@ class Bench:
       peak = (p0 + p1) / 2
       peaks.append(peak)
       plain_t.append(min(t_plain, t_plain2))
-      mfus.append(self.tokens_per_step * self.flops_per_token / min(t_plain, t_plain2) / peak)
+      plain_flops = metrics_lib.flops_per_step(self.model_cfg, self.cfg.model.max_len, self.cfg.data.batch_size)
+      mfus.append(plain_flops / min(t_plain, t_plain2) / peak)
       for r in KL_RATIOS:
         kl_t[r].append(t_kl[r])
         kl_ratios[r].append(t_kl[r] / tp)
@@ -192,7 +200,7 @@ class Bench:
     n = 1 if self.quick else 2
     ratios, rates = [], []
     for i in range(self.reps):
-      t_s = _timed(lambda: sample(params, jax.random.key(i)), 1)
+      t_s = _timed(lambda i=i: sample(params, jax.random.key(i)), 1)
       t_step = self.run_steps(plain_step, n)
       rate = batch * length / t_s
       rates.append(rate)
@@ -216,8 +224,8 @@ class Bench:
     rc(big_params, jax.random.key(0)).block_until_ready()
     rec_ratios = []
     for i in range(3):
-      t_kv = _timed(lambda: kv(big_params, jax.random.key(i)), 1)
-      t_rc = _timed(lambda: rc(big_params, jax.random.key(i)), 1)
+      t_kv = _timed(lambda i=i: kv(big_params, jax.random.key(i)), 1)
+      t_rc = _timed(lambda i=i: rc(big_params, jax.random.key(i)), 1)
       rec_ratios.append(t_rc / t_kv)
     out.update(sampler_vs_recompute=_median(rec_ratios), recompute_batch=rbatch, recompute_context=ctx)
     return out
