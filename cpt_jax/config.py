@@ -103,8 +103,14 @@ def _err(field: str, value, what: str) -> ConfigError:
   return ConfigError(f"config field {field}={value!r}: {what}")
 
 
+def _get(c, dotted: str):
+  for key in dotted.split("."):
+    c = c[key]
+  return c
+
+
 def _positive(c, field: str):
-  value = eval(f"c.{field}")  # pylint: disable=eval-used  # field names are ours
+  value = _get(c, field)
   if not value > 0:
     raise _err(field, value, "must be > 0")
 

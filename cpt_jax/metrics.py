@@ -102,7 +102,7 @@ class MetricWriter:
         tb_dir = os.path.join(tempfile.gettempdir(), "cpt_jax_tensorboard", workdir.split("://", 1)[1])
         logging.info("TensorBoard events of %s are written locally to %s", workdir, tb_dir)
       try:
-        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top  # optional, see except
         self._tb = SummaryWriter(tb_dir)
       except Exception as e:  # pylint: disable=broad-except  # TensorBoard is a nicety
         logging.warning("TensorBoard disabled: %s", e)

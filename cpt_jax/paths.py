@@ -51,5 +51,5 @@ def move_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
   if not is_remote(src):
     os.rename(src, dst)
     return
-  import fsspec  # pylint: disable=g-import-not-at-top
+  import fsspec  # pylint: disable=g-import-not-at-top  # gs:// only; gcsfs registers itself on import
   fsspec.filesystem("gs").mv(os.fspath(src), os.fspath(dst), recursive=True)
