@@ -1,15 +1,19 @@
 """Checkpoints: train state and every process's data-iterator state, saved together, atomically.
 
 Orbax writes each step to a temporary directory and renames it on commit, so a `kill -9` leaves the
-last committed step readable. Restore tries the newest step first and falls back to older ones with a
-warning naming what was skipped; the restored tree is checked against the model before it is used.
+last committed step readable. A save that fails (a full disk, storage that kept failing), in the call or
+later in Orbax's background thread, is a `paths.StorageError` naming the last committed step. Restore tries
+the newest step first and falls back to older ones with a warning naming what was skipped; the restored
+tree is checked against the model before it is used.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from typing import Any, Iterable
@@ -20,7 +24,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from cpt_jax import paths
+from cpt_jax import model as model_lib, paths
 
 _STATE_BYTES = 1 << 14
 _TRASH = "deleted"
@@ -30,6 +34,14 @@ _COMMIT_MARKER = "commit_success.txt"  # Orbax writes it last; a step dir withou
 
 class CheckpointError(RuntimeError):
   """No usable checkpoint, or one that does not fit the model; the message says what to do."""
+
+
+class LayoutMismatch(CheckpointError):
+  """The checkpoint holds the other layout of the blocks (model.scan_layers); build.restore_weights converts."""
+
+  def __init__(self, message: str, step: int, saved_layout: str):
+    super().__init__(message)
+    self.step, self.saved_layout = step, saved_layout
 
 
 def _encode_state(state: dict[str, Any]) -> np.ndarray:
@@ -65,6 +77,8 @@ class Checkpointer:
         cleanup_tmp_directories=not read_only, read_only=read_only,
         todelete_subdir=None if read_only else _TRASH)
     self._read_only = read_only
+    self._failed = False  # a save failed: close() does not report it a second time
+    self._saving: int | None = None  # the step of the last save started (async: maybe not committed yet)
     self._empty_trash()
     handlers = {"params": ocp.StandardCheckpointHandler(), "opt": ocp.StandardCheckpointHandler(),
                 "data": ocp.JsonCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
@@ -86,17 +100,52 @@ class Checkpointer:
             "opt": ocp.args.StandardSave({k: v for k, v in state.items() if k != "params"}),
             "data": ocp.args.JsonSave(gather_data_states(data_state)),
             "meta": ocp.args.JsonSave(metadata or {})}
-    if not self._manager.is_saving_in_progress():  # no deletion under way: the trash can go
-      self._empty_trash()
-    return self._manager.save(step, args=ocp.args.Composite(**args), force=force)
+    try:
+      if not self._manager.is_saving_in_progress():  # no deletion under way: the trash can go
+        self._empty_trash()
+      saved = self._manager.save(step, args=ocp.args.Composite(**args), force=force)  # waits for the previous one
+    except Exception as e:  # pylint: disable=broad-except  # this or the previous async save failed
+      raise self._save_failed(step, e) from e
+    if saved:
+      self._saving = step
+    return saved
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except  # the async save failed
+      raise self._save_failed(self._saving, e) from e
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      self.wait()
+    except paths.StorageError:
+      if not self._failed:
+        raise
+      logging.warning("%s: closed after a failed save", self.directory)  # reported already
+    finally:
+      self._manager.close()
     self._empty_trash()
+
+  def _save_failed(self, step: int | None, e: Exception) -> paths.StorageError:
+    """The error of a failed save: what failed, and which step a rerun resumes from."""
+    if isinstance(e, paths.StorageError):
+      return e
+    self._failed = True
+    committed = committed_steps(self.directory)
+    if self._saving is not None and self._saving not in committed:  # the async save in flight is the one
+      step = self._saving
+    committed = [s for s in committed if step is None or s < step]
+    last = f"step {committed[-1]}" if committed else "none yet: a rerun starts over"
+    text = " ".join(str(e).split())
+    # TensorStore reports the OS error at the end of a long message: "… File too large [os_error_code='27']"
+    found = re.search(r"os_error_code='?(\d+)", text)
+    code = e.errno if isinstance(e, OSError) and e.errno else int(found.group(1)) if found else errno.EIO
+    reason = os.strerror(code) if (isinstance(e, OSError) and e.errno) or found else type(e).__name__
+    return paths.StorageError(
+        f"cannot write checkpoint step {step} to {self.directory}: {reason} ({type(e).__name__}: {text[:240]}). "
+        f"The last committed checkpoint is {last}; free space (or fix the storage), then rerun the same command: "
+        "it resumes from there", code)
 
   def _empty_trash(self) -> None:
     trash = os.path.join(self.directory, _TRASH)
@@ -176,6 +225,13 @@ class Checkpointer:
     diffs += [f"{k}: in checkpoint but not in model" for k in saved_shapes.keys() - want_shapes.keys()]
     diffs += [f"{k}: checkpoint {saved_shapes[k]} vs model {want_shapes[k]}"
               for k in want_shapes.keys() & saved_shapes.keys() if saved_shapes[k] != want_shapes[k]]
+    saved_layout, want_layout = model_lib.layout_of(saved_shapes), model_lib.layout_of(want_shapes)
+    if diffs and saved_layout and want_layout and saved_layout != want_layout:
+      raise LayoutMismatch(
+          f"checkpoint step {step} in {self.directory} holds the blocks in the {saved_layout} layout "
+          f"(model.scan_layers={saved_layout == 'scan'}) but this run uses the {want_layout} layout: resume with "
+          f"--config.model.scan_layers={saved_layout == 'scan'} (adapting from it, init_from, converts either way)",
+          step, saved_layout)
     if diffs:
       raise CheckpointError(
           f"checkpoint step {step} in {self.directory} does not match the model "

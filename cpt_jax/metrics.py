@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -83,7 +84,9 @@ class MetricWriter:
   """metrics.jsonl (+ TensorBoard) on process 0; `truncate_after(step)` drops lines a resumed run will write
   again.
 
-  Locally each line is appended and flushed. A GCS object cannot be appended to, so with a gs:// workdir the
+  Locally each line is appended whole, by one write to a file opened for appending; a write that fails (a full
+  disk) is cut back off, so no partial line survives it (and a resumed run drops a line torn by a crash). A GCS
+  object cannot be appended to, so with a gs:// workdir the
   lines are kept in memory and the whole object is rewritten by `flush()` (the loop calls it at every
   checkpoint, so a preempted run loses no line its checkpoint covers) and at least every `upload_seconds`.
   TensorBoard events then go to a local directory (logged), since tensorboardX cannot write to GCS alone.
@@ -106,11 +109,29 @@ class MetricWriter:
         self._tb = SummaryWriter(tb_dir)
       except Exception as e:  # pylint: disable=broad-except  # TensorBoard is a nicety
         logging.warning("TensorBoard disabled: %s", e)
-    self._fh = None
+    self._fd = None
     if self.active and self._remote:
       self._lines = self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
     elif self.active:
-      self._fh = open(self.path, "a", encoding="utf-8")
+      self._open()
+
+  def _open(self) -> None:
+    self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+  def _append(self, data: bytes) -> None:
+    size = os.fstat(self._fd).st_size
+    try:
+      written = os.write(self._fd, data)
+      if written == len(data):
+        return
+      error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a short write: the disk filled up mid-line
+    except OSError as e:
+      error = e
+    try:
+      os.ftruncate(self._fd, size)
+    except OSError:
+      logging.warning("%s: could not cut off a partly written line; a resumed run drops it", self.path)
+    raise OSError(error.errno, error.strerror, str(self.path))
 
   def truncate_after(self, step: int) -> None:
     if not self.active or not self.path.exists():
@@ -121,9 +142,9 @@ class MetricWriter:
       self._lines = keep
       self.flush()
       return
-    self._fh.close()
+    os.close(self._fd)
     paths.write_text_atomic(self.path, "".join(keep))
-    self._fh = open(self.path, "a", encoding="utf-8")
+    self._open()
 
   def write(self, step: int, tokens: int, metrics: Mapping[str, Any]) -> None:
     if not self.active:
@@ -134,8 +155,7 @@ class MetricWriter:
       if time.time() - self._uploaded_at > self._upload_seconds:
         self.flush()
     else:
-      self._fh.write(line)
-      self._fh.flush()
+      self._append(line.encode("utf-8"))
     if self._tb is not None:
       for k, v in metrics.items():
         if isinstance(v, (int, float)):
@@ -144,15 +164,18 @@ class MetricWriter:
   def flush(self) -> None:
     """Makes every written line durable (a no-op locally, where each line already is)."""
     if self.active and self._remote:
-      self.path.write_text("".join(self._lines))
+      paths.write_text_atomic(self.path, "".join(self._lines))  # retried on transient errors
       self._uploaded_at = time.time()
 
   def close(self) -> None:
-    self.flush()
-    if self._fh:
-      self._fh.close()
-    if self._tb is not None:
-      self._tb.close()
+    try:
+      self.flush()
+    finally:
+      if self._fd is not None:
+        os.close(self._fd)
+        self._fd = None
+      if self._tb is not None:
+        self._tb.close()
 
 
 def _step_of(line: str) -> int | None:

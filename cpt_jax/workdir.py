@@ -21,6 +21,8 @@ def check(workdir: str) -> None:
       if probe.parent.exists() and not probe.parent.is_dir():
         raise config_lib.ConfigError(f"workdir {workdir} is a file, not a directory; choose another --workdir") \
             from None
+      if isinstance(e, OSError) and e.errno in paths.FULL_ERRNOS:
+        raise  # disk full or over quota: train.py's storage exit code, not a wrong --workdir
       if isinstance(e, OSError) and probe.parent.is_dir():
         raise config_lib.ConfigError(f"workdir {workdir} is not writable ({e.strerror}); choose another "
                                      "--workdir or free space") from None

@@ -13,19 +13,26 @@ The emulator is a test extra: without it these tests fail (an ImportError), they
 from __future__ import annotations
 
 import json
+import logging
+import os
 import socket
 import subprocess
 import sys
+import time
+from http import HTTPStatus
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
-from cpt_jax import metrics, paths
+from cpt_jax import lease as lease_lib, loop, metrics, paths
 
 sys.path.insert(0, str(Path(__file__).parent))
 import cli_utils  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 BUCKET = "cpt-test"
+FAULTS: dict[str, int] = {}  # object-name fragment -> how many more of its uploads the emulator fails with 503
+FAILED: list[str] = []  # the uploads it failed
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +44,7 @@ def gcs():
     port = s.getsockname()[1]
   with pytest.MonkeyPatch.context() as mp:
     _send_generation_headers(mp, emulator)
+    _preconditions_and_faults(mp, emulator)
     server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
     server.start()
     url = f"http://127.0.0.1:{port}"
@@ -70,6 +78,57 @@ def _send_generation_headers(mp, emulator):
     for method, handler in list(handlers.items()):
       if handler is original:
         mp.setitem(handlers, method, download)
+
+
+def _preconditions_and_faults(mp, emulator):
+  """Uploads and deletes of lease objects honour `ifGenerationMatch` (HTTP 412 otherwise), as GCS's do: the
+  emulator ignores it, and the lease rests on it (TensorStore's conditional writes are left as they were). Uploads
+  whose object name contains a key of FAULTS fail with 503 while its count lasts: a flaky service."""
+
+  def generation(storage, request, name) -> int:
+    try:
+      return int(storage.get_file_obj(request.params["bucket_name"], unquote(name))["generation"])
+    except Exception:  # pylint: disable=broad-except  # absent
+      return 0
+
+  def refused(request, response, storage, name) -> bool:
+    want = request.query.get("ifGenerationMatch")
+    if want and name.endswith(lease_lib.LEASE_FILE) and generation(storage, request, name) != int(want[0]):
+      response.status = HTTPStatus.PRECONDITION_FAILED
+      response.json({"error": {"code": 412, "message": "Precondition Failed"}})
+      return True
+    return False
+
+  def wrap_insert(original):
+    def insert(request, response, storage, *args, **kwargs):
+      name = (request.query.get("name") or [""])[0]
+      if not name and isinstance(request.data, dict):  # multipart: the name is in the metadata part
+        name = (request.data.get("meta") or {}).get("name", "")
+      for key, left in FAULTS.items():
+        if key in name and left > 0:
+          FAULTS[key] -= 1
+          FAILED.append(name)
+          response.status = HTTPStatus.SERVICE_UNAVAILABLE
+          response.json({"error": {"code": 503, "message": "injected: backend unavailable"}})
+          return None
+      if refused(request, response, storage, name):
+        return None
+      return original(request, response, storage, *args, **kwargs)
+    return insert
+
+  def wrap_delete(original):
+    def delete(request, response, storage, *args, **kwargs):
+      if refused(request, response, storage, request.params["object_id"]):
+        return None
+      return original(request, response, storage, *args, **kwargs)
+    return delete
+
+  replaced = {emulator.objects.insert: wrap_insert(emulator.objects.insert),
+              emulator.objects.delete: wrap_delete(emulator.objects.delete)}
+  for _, handlers in emulator.HANDLERS:  # the routes hold the functions themselves
+    for method, handler in list(handlers.items()):
+      if handler in replaced:
+        mp.setitem(handlers, method, replaced[handler])
 
 
 def _run(env, cwd, workdir, *overrides):
@@ -137,3 +196,77 @@ def test_unwritable_gcs_workdir_is_one_clear_error(gcs, corpus_dir, pretrained, 
   errors = cli_utils.error_lines(proc.stderr)
   assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
   assert "workdir gs://no-such-bucket/run is not writable" in errors[0] and "bucket" in errors[0]
+
+
+def test_gcs_lease_is_exclusive_and_taken_over_when_stale(gcs, caplog):
+  bucket, _ = gcs
+  workdir = f"{bucket}/lease/run"
+  first = lease_lib.Lease(workdir, 600)
+  first.acquire()
+  obj = paths.path(workdir) / lease_lib.LEASE_FILE
+  assert json.loads(obj.read_text())["id"] == first.id
+  with pytest.raises(lease_lib.WorkdirBusy, match=f"pid {os.getpid()} on host {socket.gethostname()}"):
+    lease_lib.Lease(workdir, 600).acquire()  # alive on this host
+  first.renew()
+  first.check()
+  # a run elsewhere that judged this one dead took the lease over: the next renewal's precondition fails
+  thief = lease_lib.Lease(workdir, 600)
+  thief._rec.update(host="elsewhere", pid=1)  # pylint: disable=protected-access
+  thief._store.write(thief._rec, thief._store.read()[1])  # pylint: disable=protected-access
+  first.renew()
+  with pytest.raises(lease_lib.WorkdirBusy, match="another run took over workdir .* pid 1 on host elsewhere"):
+    first.check()
+  first.release()  # leaves the other run's lease alone
+  assert json.loads(obj.read_text())["host"] == "elsewhere"
+  stale = dict(json.loads(obj.read_text()), renewed=time.time() - 1000)
+  obj.write_text(json.dumps(stale))
+  with caplog.at_level(logging.WARNING):
+    with lease_lib.hold(workdir, 600) as held:
+      assert json.loads(obj.read_text())["id"] == held.id
+  assert "took over the lease" in caplog.text and "not renewed for 1000 s" in caplog.text
+  _forget_listings()
+  assert not obj.exists()  # released
+  # this host name and a live pid, but another boot: a recreated VM that got the old name
+  obj.write_text(json.dumps(dict(stale, host=socket.gethostname(), pid=os.getpid(), boot="another boot",
+                                 renewed=time.time())))
+  caplog.clear()
+  with caplog.at_level(logging.WARNING):
+    with lease_lib.hold(workdir, 600):
+      pass
+  assert "its host was restarted since" in caplog.text
+
+
+def test_gcs_transient_failures_are_retried_and_change_nothing(gcs, tiny_config_factory, pretrained, monkeypatch,
+                                                               caplog):
+  """503s from the service on checkpoint and metrics uploads (gcsfs and TensorStore retry them) and timeouts at
+  cpt_jax's own write layer (paths.retry): the run completes with the losses of an undisturbed run."""
+  bucket, _ = gcs
+  workdir = f"{bucket}/flaky/{os.getpid()}"
+  monkeypatch.setattr(paths, "RETRY_FIRST_DELAY_S", 0.01)
+  monkeypatch.setitem(FAULTS, "/checkpoints/", 2)
+  monkeypatch.setitem(FAULTS, "metrics.jsonl", 1)
+  FAILED.clear()
+  real_retry, timeouts = paths.retry, []
+
+  def flaky(fn, what, verb="write"):
+    def first_try_times_out():
+      if what not in timeouts:
+        timeouts.append(what)
+        raise TimeoutError("injected")
+      return fn()
+    return real_retry(first_try_times_out, what, verb)
+
+  monkeypatch.setattr(paths, "retry", flaky)
+  cfg = tiny_config_factory(**{"data.tokenizer": str(Path(pretrained[0]) / "tokenizer.model"),
+                               "train.checkpoint_every_tokens": 8 * 32 * 8})
+  with caplog.at_level(logging.WARNING):
+    summary = loop.run(cfg, workdir)
+  _forget_listings()
+  assert summary["steps"] == 20
+  assert _losses(workdir) == _losses(str(pretrained[0]))
+  assert FAULTS["/checkpoints/"] == FAULTS["metrics.jsonl"] == 0, FAULTS
+  assert any("/checkpoints/" in n for n in FAILED) and any("metrics.jsonl" in n for n in FAILED), FAILED
+  for name in ("metrics.jsonl", "config.json", "summary.json", lease_lib.LEASE_FILE):
+    assert any(w.endswith(name) for w in timeouts), (name, timeouts)
+  assert "retry 1 of 5" in caplog.text
+  assert json.loads((paths.path(workdir) / "summary.json").read_text())["steps"] == 20

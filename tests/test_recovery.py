@@ -3,6 +3,7 @@ checkpoint is skipped with a warning naming it, kept aside, and the run continue
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -112,3 +113,27 @@ def test_corrupted_latest_checkpoint_falls_back_and_continues(tiny_config_factor
   kept = list((workdir / "checkpoints" / "unreadable").iterdir())  # nothing deleted: moved aside
   assert [p.name.split(".")[0] for p in kept] == ["20"]
   assert _steps(workdir)[-1] == 20
+
+
+def test_sigkill_leaves_a_stale_lease_the_next_run_takes_over(tiny_config_factory, pretrained, corpus_dir, tmp_path,
+                                                              caplog):
+  """A CLI run resuming from step 8 is SIGKILLed once it trains: its lease record stays behind (its lock went with
+  the process); the next run takes the lease over with a warning and resumes exactly."""
+  workdir = tmp_path / "w"
+  with pytest.raises(loop.Preempted):
+    loop.run(tiny_config_factory(**{"train.stop_at_step": 8}), str(workdir))
+  env = cli_utils.cli_env(tmp_path, corpus_dir, tokenizer=Path(pretrained[0]) / "tokenizer.model")
+  proc = subprocess.Popen(cli_utils.train_cmd(workdir), env=env, cwd=cli_utils.REPO, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while time.time() < deadline and proc.poll() is None and max(s for s, _ in _losses(workdir)) <= 8:
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+  lease = json.loads((workdir / ".lease").read_text())
+  assert lease["pid"] == proc.pid
+  with caplog.at_level(logging.WARNING):
+    summary = loop.run(tiny_config_factory(), str(workdir))
+  assert f"took over the lease of {workdir}" in caplog.text and f"its process {proc.pid} is gone" in caplog.text
+  assert summary["steps"] == 20
+  assert _losses(workdir) == _losses(pretrained[0])
