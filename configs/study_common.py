@@ -65,6 +65,8 @@ def new_study(scale: str, target_kind: str, target_name: str):
   s.sizes = [(scale, {})]
   if scale == "small":
     s.pretrained = {"small": SMALL_PRETRAIN_DIR}
+    s.pretrained_command = {"small": f"python -m cpt_jax.train --config configs/study_common.py --workdir "
+                                     f"{SMALL_PRETRAIN_DIR}"}
   a = adapt_base(scale)
   a.data.target.kind, a.data.target.name = target_kind, target_name
   return s, a

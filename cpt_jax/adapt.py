@@ -28,8 +28,8 @@ class Adaptation:
     self.start_params = None  # only until the train state is made from them (not kept: the teacher is a copy)
     if objective.needs_frozen_model or not resuming:
       start = ckpt_lib.Checkpointer(os.path.join(cfg.init_from, "checkpoints"), keep=1_000_000)
-      start_step, self.start_params, _, _ = start.restore(
-          sharded_abstract_params, step=None if cfg.init_step < 0 else cfg.init_step, weights_only=True)
+      start_step, self.start_params, _, _ = build.restore_weights(  # either layer layout (model.scan_layers)
+          start, sharded_abstract_params, step=None if cfg.init_step < 0 else cfg.init_step)
       start.close()
       logging.info("adapt: start weights from step %d of %s", start_step, cfg.init_from)
     # The frozen start model in its own buffers (the student's are donated every step): the step's teacher
@@ -46,7 +46,7 @@ class Adaptation:
   def annotate(self, evaluation: dict[str, float]) -> None:
     """Adds `eval/base/forgetting`; the first evaluation of the run (step 0) becomes before.json."""
     if not self.before:
-      self.before.update({k: v for k, v in evaluation.items() if k.endswith("/loss")})
+      self.before.update({k: v for k, v in evaluation.items() if k.endswith("/loss") or k == "eval/babi/accuracy"})
       if jax.process_index() == 0:
         paths.write_text_atomic(paths.path(self._workdir) / BEFORE_FILE, json.dumps(self.before, indent=2))
     if "eval/base/loss" in self.before and "eval/base/loss" in evaluation:

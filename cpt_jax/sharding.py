@@ -34,6 +34,10 @@ class MeshError(ValueError):
   """The configured mesh cannot be built on the available devices."""
 
 
+# A CPU has one device; sharded layouts can still be tried on several fake ones.
+_FAKE_DEVICES = " (to try a sharded mesh on a CPU, run with XLA_FLAGS=--xla_force_host_platform_device_count=8)"
+
+
 def resolve_mesh_shape(shape: Mapping[str, int], num_devices: int) -> tuple[int, ...]:
   """Fills in the one -1 axis so that the product equals the device count, or says why it cannot."""
   sizes = [int(shape[a]) for a in MESH_AXES]
@@ -45,12 +49,12 @@ def resolve_mesh_shape(shape: Mapping[str, int], num_devices: int) -> tuple[int,
   known = math.prod(s for s in sizes if s != -1)
   if -1 in sizes:
     if num_devices % known:
-      raise MeshError(f"{desc}: the fixed axes ({known}) do not divide the {num_devices} devices")
+      raise MeshError(f"{desc}: the fixed axes ({known}) do not divide the {num_devices} devices{_FAKE_DEVICES}")
     sizes[sizes.index(-1)] = num_devices // known
   if math.prod(sizes) != num_devices:
     raise MeshError(
         f"{desc} needs {math.prod(sizes)} devices but {num_devices} are available; "
-        "set one axis to -1 to use all devices")
+        f"set one axis to -1 to use all devices{_FAKE_DEVICES}")
   return tuple(sizes)
 
 

@@ -15,8 +15,13 @@ A study config (`get_config()`) holds:
   pretrained     optional {size: workdir of an existing pretraining run} to reuse instead of pretraining:
                  its model must match the size's, its train.save_at_ptpp must cover `ptpp`, and it must
                  be finished (summary.json) or have committed the checkpoint of every stage in `ptpp`
+  pretrained_command  optional {size: the command that makes that run}: named when it is missing
 Cells are `DIR/cells/<id>/` with their own config.json and checkpoints: a finished cell (summary.json) is
 skipped, an interrupted one resumes, and `DIR/results.csv` collects one row per finished cell.
+
+Each cell runs in its own process with its output in DIR/logs/; the runner draws the progress (read from the
+cells' metrics.jsonl) and logs to DIR/study.log. `--status` prints the grid's state, or which prerequisite is
+missing and the command that makes it.
 """
 
 from __future__ import annotations
@@ -39,7 +44,11 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from cpt_jax import model as model_lib
+from tqdm import tqdm
+
+from cpt_jax import build, console, model as model_lib
+from cpt_jax.data import sources
+from cpt_jax.data.babi import score as babi_score
 from cpt_jax.research import report as report_lib
 
 GENERATED = "@generated"
@@ -47,8 +56,13 @@ RESULT_COLUMNS = [
     "cell", "size", "params", "ptpp", "atpp", "adapt_tokens", "replay_ratio", "replay_token_share",
     "replay_semantics", "replay_kind", "replay_loss", "replay_coeff", "target_loss", "base_loss", "base_loss_before",
     "target_loss_before", "forgetting",
-    "babi_accuracy", "babi_tasks_passed", "wall_seconds",
+    "babi_accuracy", "babi_tasks_passed", "wall_seconds", "babi_accuracy_before", "babi_majority_baseline",
+    "babi_examples",
 ]
+
+
+class MissingPrerequisite(ValueError):
+  """A run the study starts from is not there (or not far enough) yet; the message names the command."""
 
 
 @dataclasses.dataclass
@@ -116,7 +130,9 @@ def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
     reused = _plain(study.get("pretrained", None) or {}).get(size)
     if reused:
       pre_dir = Path(reused).resolve()
-      pre = _reused_pretrain(pre, pre_dir, stages, size)
+      made_by = _plain(study.get("pretrained_command", None) or {}).get(size) or (
+          f"python -m cpt_jax.train --config <its pretraining config> --workdir {reused}")
+      pre = _reused_pretrain(pre, pre_dir, stages, size, made_by)
     cells.append(Cell(f"pretrain/{size}", "pretrain", pre_dir, None if reused else pre.to_dict(), {"size": size}, [],
                       tuple(_stage_step(pre, p) for p in stages) if reused else ()))
     for ptpp in stages:
@@ -147,11 +163,12 @@ def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
   return cells
 
 
-def _reused_pretrain(pre: ml_collections.ConfigDict, pre_dir: Path, stages: list[float], size: str):
+def _reused_pretrain(pre: ml_collections.ConfigDict, pre_dir: Path, stages: list[float], size: str, made_by: str):
   """The config of an existing pretraining run that stands in for a size's pretrain cell (checked)."""
   where = f"study.pretrained[{size!r}]={str(pre_dir)!r}"
   if not (pre_dir / "config.json").exists():
-    raise ValueError(f"{where}: no pretraining run there (missing config.json)")
+    raise MissingPrerequisite(f"this study starts from the pretraining run {pre_dir}, which does not exist yet; "
+                              f"make it first: {made_by}")
   run = ml_collections.ConfigDict(json.loads((pre_dir / "config.json").read_text()))
   if run.stage != "pretrain":
     raise ValueError(f"{where}: is a {run.stage} run, not a pretraining run")
@@ -173,7 +190,7 @@ def _check_reused(cells: list[Cell]) -> None:
   reused = {str(c.workdir): c for c in cells if c.reused}
   for c in reused.values():
     if not c.done:
-      raise ValueError(f"reused pretraining run {c.workdir} has not reached the study's stages (steps "
+      raise MissingPrerequisite(f"reused pretraining run {c.workdir} has not reached the study's stages (steps "
                        f"{list(c.stage_steps)}; no summary.json); finish it (rerun its python -m cpt_jax.train "
                        "command) before this study")
   for c in cells:
@@ -210,16 +227,17 @@ def _configs_dir() -> str:
 
 def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> list[Cell]:
   """Runs every unfinished cell whose dependencies are done, `jobs` at a time; collects results."""
+  cells = expand(study, root)  # before anything is written: a missing prerequisite leaves no trace
+  _check_reused(cells)
   root.mkdir(parents=True, exist_ok=True)
   (root / "study_config.json").write_text(study.to_json_best_effort(indent=2))
-  cells = expand(study, root)
-  _check_reused(cells)
   log_dir = root / "logs"
   log_dir.mkdir(exist_ok=True)
   failed: set[str] = set()
   started: set[str] = set()
   by_id = {c.id: c for c in cells}
   t0 = time.time()
+  progress = StudyProgress(cells, t0)
   with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
     running: dict[concurrent.futures.Future, Cell] = {}
     while True:
@@ -228,35 +246,192 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
       blocked = [c for c in cells if not c.done and any(n in failed for n in c.needs)]
       for c in blocked:
         failed.add(c.id)
+        progress.blocked(c)
       while ready and len(running) < jobs:
         c = ready.pop(0)
-        logging.info("[%s] starting %s", _elapsed(t0), c.id)
+        logging.info("[%s] starting %s (log: %s)", _elapsed(t0), c.id, console.where(_log_path(c, log_dir)))
         started.add(c.id)
+        progress.start(c)
         running[pool.submit(_run_cell, c, log_dir)] = c
       if not running:
         break
-      done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+      done, _ = concurrent.futures.wait(running, timeout=2.0, return_when=concurrent.futures.FIRST_COMPLETED)
+      progress.poll()
       for fut in done:
         c = running.pop(fut)
         rc = fut.result()
-        if rc != 0 or not c.done:
+        ok = rc == 0 and c.done
+        progress.finish(c, ok)
+        if not ok:
           failed.add(c.id)
-          logging.error("[%s] %s failed (exit %d); see %s", _elapsed(t0), c.id, rc, log_dir)
+          logging.error("[%s] %s failed (exit %d); see %s", _elapsed(t0), c.id, rc,
+                        console.where(_log_path(c, log_dir)))
         else:
-          logging.info("[%s] finished %s", _elapsed(t0), c.id)
-        print(progress_table(cells, failed, {x.id for x in running.values()}), flush=True)
+          logging.info("[%s] finished %s; %s", _elapsed(t0), c.id, progress.outlook())
+  progress.close()
   collect_results(cells, root / "results.csv")
   ran = [c.id for c in cells if c.id in started]
   with open(root / "invocations.jsonl", "a", encoding="utf-8") as f:  # the runner's timing, for reports
     f.write(json.dumps({"started": t0, "finished": time.time(), "seconds": time.time() - t0, "cells_run": ran,
                         "failed": sorted(failed), "jobs": jobs, "argv": sys.argv}) + "\n")
   if failed:
-    raise RuntimeError(f"{len(failed)} cells failed or were blocked: {sorted(failed)[:5]}; rerun to retry")
+    raise RuntimeError(f"{len(failed)} cells failed or were blocked: {sorted(failed)[:5]}; their logs are in "
+                       f"{console.where(log_dir)}; rerun the same command to retry them")
   return cells
+
+
+def _log_path(cell: Cell, log_dir: Path) -> Path:
+  return log_dir / (cell.id.replace("/", "__") + ".log")
 
 
 def _elapsed(t0: float) -> str:
   return f"{(time.time() - t0) / 60:5.1f} min"
+
+
+def cell_tokens(cell: Cell) -> int:
+  """Tokens a cell trains (replay cells: samples), as its run will round them: the unit of the study's bar."""
+  if cell.kind == "replay":
+    return int(cell.config["tokens"])
+  if cell.config is None:  # a reused pretraining run: not this study's work
+    return 0
+  cfg = ml_collections.ConfigDict(cell.config)
+  per_step = build.tokens_per_step(cfg)
+  return math.ceil(build.token_budget(cfg, _num_params(cfg)) / per_step) * per_step
+
+
+def cell_progress(workdir: Path) -> tuple[int, float | None]:
+  """(tokens trained, latest training loss) of a running cell, from the tail of its metrics.jsonl."""
+  try:
+    with open(workdir / "metrics.jsonl", "rb") as f:
+      f.seek(0, os.SEEK_END)
+      f.seek(max(0, f.tell() - 16_384))
+      tail = f.read().decode("utf-8", "replace").splitlines()
+  except OSError:
+    return 0, None
+  tokens, loss = 0, None
+  for line in reversed(tail):
+    try:
+      m = json.loads(line)
+    except ValueError:  # the cut first line of the tail, or a line being written
+      continue
+    tokens = max(tokens, int(m.get("tokens", 0)))
+    if "train/loss" in m:
+      loss = m["train/loss"]
+      break
+  return tokens, loss
+
+
+def training_rate(workdir: Path) -> float | None:
+  """A finished cell's training tokens/s (steps only: compilation and evaluations are left out)."""
+  rates = [m["train/tokens_per_sec"] for m in metrics_lines(workdir) if m.get("train/tokens_per_sec")]
+  return sum(rates) / len(rates) if rates else None
+
+
+def metrics_lines(workdir: Path) -> list[dict[str, Any]]:
+  try:
+    lines = (workdir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+  except OSError:
+    return []
+  out = []
+  for line in lines:
+    try:
+      out.append(json.loads(line))
+    except ValueError:  # a line being written
+      continue
+  return out
+
+
+class StudyProgress:
+  """What the runner shows while its cells run in subprocesses (whose own bars are off: their output goes to
+  log files). On a terminal: a bar over all cells' tokens and one per running cell, read from the cells'
+  metrics.jsonl. Elsewhere: each finished cell's log line carries the same outlook.
+
+  The ETA is measured: each finished cell gives its training rate (tokens/s over steps) and its overhead
+  (wall time not spent in steps: process start, compilation, data, evaluations); a cell still to run costs
+  the mean overhead plus its tokens at the mean rate. Before any cell has finished: tokens over wall time."""
+
+  def __init__(self, cells: list[Cell], t0: float, terminal: bool | None = None):
+    self._budget = {c.id: cell_tokens(c) for c in cells}
+    self._pending = {c.id for c in cells if not c.done}
+    self._n_cells, self._t0 = len(cells), t0
+    self._finished = self._initial = sum(self._budget[c.id] for c in cells if c.done)
+    self._total = sum(self._budget.values())
+    self._running: dict[str, tuple[Cell, tqdm, float]] = {}
+    self._measured: list[tuple[float, float]] = []  # (overhead seconds, training tokens/s) per finished cell
+    self._failed = 0
+    self._terminal = sys.stderr.isatty() if terminal is None else terminal
+    self._bar = tqdm(total=self._total, initial=self._finished, unit="tok", unit_scale=True, desc="study",
+                     dynamic_ncols=True, file=sys.stderr, disable=not self._terminal,
+                     bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} tok [{elapsed}{postfix}]")
+
+  @property
+  def tokens(self) -> int:
+    return self._finished + sum(min(cell_progress(c.workdir)[0], self._budget[c.id])
+                                for c, _, _ in self._running.values())
+
+  def start(self, cell: Cell) -> None:
+    bar = tqdm(total=self._budget[cell.id], unit="tok", unit_scale=True, desc=f"  {cell.id}", leave=False,
+               dynamic_ncols=True, file=sys.stderr, disable=not self._terminal)
+    self._running[cell.id] = (cell, bar, time.time())
+
+  def poll(self) -> None:
+    for cell, bar, _ in self._running.values():
+      tokens, loss = cell_progress(cell.workdir)
+      bar.n = min(tokens, bar.total)
+      if loss is not None:
+        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+      bar.refresh()
+    self._bar.n = self.tokens
+    self._bar.set_postfix_str(self.outlook(), refresh=False)
+    self._bar.refresh()
+
+  def finish(self, cell: Cell, ok: bool) -> None:
+    _, bar, started = self._running.pop(cell.id)
+    bar.close()
+    self._pending.discard(cell.id)
+    self._failed += not ok
+    if ok:
+      self._finished += self._budget[cell.id]
+      rate = training_rate(cell.workdir)
+      if rate:
+        self._measured.append((max(0.0, time.time() - started - self._budget[cell.id] / rate), rate))
+    self.poll()
+
+  def seconds_left(self) -> float | None:
+    now = time.time()
+    if self._measured:
+      overhead = sum(o for o, _ in self._measured) / len(self._measured)
+      rate = sum(r for _, r in self._measured) / len(self._measured)
+      left = 0.0
+      for cid in self._pending:
+        budget = self._budget[cid]
+        if cid in self._running:
+          cell, _, started = self._running[cid]
+          tokens = min(cell_progress(cell.workdir)[0], budget)
+          left += max((budget - tokens) / rate, overhead + budget / rate - (now - started))
+        else:
+          left += overhead + budget / rate
+      return left
+    done = self.tokens - self._initial
+    return (self._total - self.tokens) * (now - self._t0) / done if done > 0 else None
+
+  def outlook(self) -> str:
+    """'k of n cells done, about M min left'."""
+    text = f"{self._n_cells - len(self._pending) - self._failed} of {self._n_cells} cells done"
+    text += f", {self._failed} failed or blocked" if self._failed else ""
+    left = self.seconds_left() if self._pending else None
+    return text + (f", about {console.duration(left)} left" if left is not None else "")
+
+  def blocked(self, cell: Cell) -> None:
+    """A cell that will not run this time (a cell it needs failed)."""
+    if cell.id in self._pending:
+      self._pending.discard(cell.id)
+      self._failed += 1
+
+  def close(self) -> None:
+    for _, bar, _ in self._running.values():
+      bar.close()
+    self._bar.close()
 
 
 def progress_table(cells: list[Cell], failed=frozenset(), running=frozenset()) -> str:
@@ -270,9 +445,20 @@ def progress_table(cells: list[Cell], failed=frozenset(), running=frozenset()) -
   return "\n".join([head] + lines)
 
 
+def status(study: ml_collections.ConfigDict, root: Path) -> str:
+  """The grid's state, or the prerequisite that is missing and the command that makes it."""
+  try:
+    cells = expand(study, root)
+    _check_reused(cells)
+  except MissingPrerequisite as e:
+    return f"study: waiting for a prerequisite\n  missing  {e}"
+  return progress_table(cells)
+
+
 def result_row(cell: Cell) -> dict[str, Any]:
   s = json.loads((cell.workdir / "summary.json").read_text())
   final, before = s["final"], s.get("before", {})
+  babi = _babi_baseline(cell, final)
   return {
       "cell": cell.id.split("/", 1)[1], "size": cell.labels.get("size"), "params": s["params"],
       "ptpp": float(cell.labels["ptpp"]), "atpp": s["atpp"], "adapt_tokens": s["tokens"],
@@ -282,8 +468,31 @@ def result_row(cell: Cell) -> dict[str, Any]:
       "base_loss": final.get("eval/base/loss"), "base_loss_before": before.get("eval/base/loss"),
       "target_loss_before": before.get("eval/target/loss"), "forgetting": final.get("eval/base/forgetting"),
       "babi_accuracy": final.get("eval/babi/accuracy"), "babi_tasks_passed": final.get("eval/babi/tasks_passed"),
-      "wall_seconds": s["wall_seconds"], **{f"axis_{k}": v for k, v in cell.labels.items()},
+      "wall_seconds": s["wall_seconds"], **babi, **{f"axis_{k}": v for k, v in cell.labels.items()},
   }
+
+
+def _babi_baseline(cell: Cell, final: dict[str, Any]) -> dict[str, Any]:
+  """bAbI accuracy before adapting (the step-0 evaluation), the majority-answer baseline and the number of
+  evaluation examples. Runs that did not record the last two get them from their evaluation examples."""
+  out = {"babi_accuracy_before": None, "babi_majority_baseline": final.get("eval/babi/majority_baseline"),
+         "babi_examples": final.get("eval/babi/examples")}
+  if final.get("eval/babi/accuracy") is None:
+    return out
+  for line in (cell.workdir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+    m = json.loads(line) if line.strip() else {}
+    if m.get("step") == 0 and "eval/babi/accuracy" in m:
+      out["babi_accuracy_before"] = m["eval/babi/accuracy"]
+      break
+  if out["babi_majority_baseline"] is None and cell.config is not None:
+    try:
+      cfg = ml_collections.ConfigDict(cell.config)
+      examples = build.babi_eval_examples(cfg, sources.data_dir_of(cfg.data))
+      shares = [share for _, share in babi_score.majority_baseline(examples).values()]
+      out["babi_majority_baseline"], out["babi_examples"] = sum(shares) / len(shares), len(examples)
+    except Exception as e:  # pylint: disable=broad-except  # the data may be gone: the report says "not recorded"
+      logging.warning("%s: no majority baseline (%s)", cell.id, e)
+  return out
 
 
 def collect_results(cells: list[Cell], path: Path) -> list[dict[str, Any]]:
@@ -301,32 +510,38 @@ def collect_results(cells: list[Cell], path: Path) -> list[dict[str, Any]]:
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file with get_config().")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study directory.")
 _JOBS = flags.DEFINE_integer("jobs", 1, "Cells run in parallel (processes).")
-_STATUS = flags.DEFINE_bool("status", False, "Only print the grid's state.")
+_STATUS = flags.DEFINE_bool("status", False, "Only print the grid's state (or the missing prerequisite).")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Also show the libraries' INFO lines (DIR/study.log has them all).")
 
 
 def main(argv):
   del argv
-  logging.getLogger().setLevel(logging.INFO)
   if _CONFIG.value is None or not _WORKDIR.value:
-    print("error: --config and --workdir are required", file=sys.stderr)
-    sys.exit(2)
+    console.fail("--config and --workdir are required, e.g. --config configs/quickstart.py --workdir runs/quickstart")
   root = Path(_WORKDIR.value)
-  if _STATUS.value:
-    print(progress_table(expand(_CONFIG.value, root)))
-    return
+  console.setup_logging(str(root), "study.log", _VERBOSE.value)
   try:
+    if _STATUS.value:
+      print(status(_CONFIG.value, root))
+      return
     run_study(_CONFIG.value, root, _JOBS.value)
-  except (RuntimeError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+  except ValueError as e:  # a bad override, a missing prerequisite: before any cell ran
+    console.fail(str(e))
+  except RuntimeError as e:  # cells failed: their logs say why
+    console.fail(str(e), 1)
   report = _CONFIG.value.get("report", "")
-  if report:
-    if report in report_lib.REPORTS:
-      print(report_lib.REPORTS[report](root))
-      print(f"wrote {root / (report + '.md')}, {root / (report + '.png')} and {root / 'results.csv'}")
-    else:  # a seed study: a draft under DIR/report/; tools/report.py DIR writes docs/results/
-      print(f"report draft: {report_lib.study_report(root, root / 'report')}")
+  results = console.where(root / "results.csv")
+  if report in report_lib.REPORTS:
+    print(report_lib.REPORTS[report](root))
+    print(f"wrote {console.where(root / (report + '.md'))} (table), {console.where(root / (report + '.png'))} "
+          f"(plot) and {results}")
+  elif report:  # a seed study: a draft under DIR/report/; tools/report.py DIR writes docs/results/
+    draft = report_lib.study_report(root, root / "report")
+    print(f"compared with {report_lib.PAPERS.get(report, 'its seed paper')}: report draft {console.where(draft)} "
+          f"from {results}")
+  else:
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=console.parse_flags)

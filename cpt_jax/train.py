@@ -8,52 +8,58 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
-import re
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
+
+from cpt_jax import console
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path of a config file with get_config().")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of this run: checkpoints, metrics, summary.")
 _COORDINATOR = flags.DEFINE_string("coordinator", "", "host:port of process 0, for multi-process runs off TPU.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes (with --coordinator).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's id (with --coordinator).")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Also show the libraries' INFO lines (WORKDIR/train.log has them all).")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Check the flags and the config (fields, values, mesh against the "
+                             "devices), print what would run and exit: nothing is trained, the workdir is not touched.")
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
+EXIT_STORAGE = 74  # EX_IOERR: disk full, over quota, or storage that kept failing; free space or wait, then rerun
 _WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR)
-
-
-class _QuietLibraries(logging.Filter):
-  """Keeps cpt_jax's INFO lines and the libraries' warnings; Orbax and TFDS log every file they touch."""
-
-  def filter(self, record):
-    return record.levelno >= logging.WARNING or "cpt_jax" in record.pathname
 
 
 def main(argv):
   del argv
-  logging.getLogger().setLevel(logging.INFO)
-  for handler in logging.getLogger().handlers:
-    handler.addFilter(_QuietLibraries())
+  log_name = "train.log" if _PROCESS_ID.value <= 0 else f"train.{_PROCESS_ID.value}.log"
+  console.setup_logging(_WORKDIR.value, log_name, _VERBOSE.value)  # Orbax and TFDS log every file they touch
   from cpt_jax import sharding  # pylint: disable=g-import-not-at-top  # after flags: imports jax
   sharding.maybe_initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  from cpt_jax import checkpoint, config, loop  # pylint: disable=g-import-not-at-top  # after distributed init
-  from cpt_jax.data.records import DataError  # pylint: disable=g-import-not-at-top
+  from cpt_jax import checkpoint, config, lease, loop, paths  # pylint: disable=g-import-not-at-top  # after distributed init
+  from cpt_jax.data.records import DataError  # pylint: disable=g-import-not-at-top  # after distributed init
   if _CONFIG.value is None or not _WORKDIR.value:
     _fail("both --config and --workdir are required, e.g. --config configs/pretrain_tiny.py --workdir runs/tiny")
+  if _DRY_RUN.value:
+    _dry_run(config)
+    return
   try:
-    loop.run(_CONFIG.value, _WORKDIR.value)
-  except (config.ConfigError, DataError, checkpoint.CheckpointError) as e:
+    summary = loop.run(_CONFIG.value, _WORKDIR.value)
+    if _primary():
+      print(console.summary_table(summary, _WORKDIR.value), flush=True)  # stdout: the result, stderr: the log
+  except (config.ConfigError, DataError, checkpoint.CheckpointError, lease.WorkdirBusy) as e:
     _fail(str(e))
   except loop.TrainingDiverged as e:
     _fail(str(e), EXIT_DIVERGED)
   except loop.Preempted as e:
     logging.warning("%s", e)
     sys.exit(loop.PREEMPTED_EXIT_CODE)
+  except paths.StorageError as e:  # a checkpoint or gs:// write that failed for good
+    _fail(str(e), EXIT_STORAGE)
   except OSError as e:
+    if e.errno in paths.FULL_ERRNOS:
+      _fail(f"cannot write {e.filename or _WORKDIR.value}: {e.strerror}. Free space (or raise the quota), then rerun "
+            "the same command: it resumes from the last committed checkpoint", EXIT_STORAGE)
     if e.errno not in _WRITE_ERRNOS:
       raise
     if e.errno == errno.ENOTDIR:  # a path under a file: a --workdir or data.data_dir that names a file
@@ -63,32 +69,28 @@ def main(argv):
           "--workdir, then rerun the same command: the last committed checkpoint is kept")
 
 
+def _dry_run(config) -> None:
+  """--dry_run: the checks a run makes on its config before touching anything, then what it would do."""
+  import jax  # pylint: disable=g-import-not-at-top  # after flags and distributed init, as in main
+  cfg = _CONFIG.value
+  try:
+    config.validate(cfg, jax.device_count())
+  except config.ConfigError as e:
+    _fail(str(e))
+  print(f"dry run: a {cfg.stage} run of a {cfg.model.num_layers}-layer d={cfg.model.d_model} model, batches of "
+        f"{cfg.data.batch_size} × {cfg.model.max_len} tokens, mesh {dict(cfg.mesh)} on {jax.device_count()} "
+        f"{jax.default_backend()} device(s), into {console.where(_WORKDIR.value)}: the config is valid")
+
+
+def _primary() -> bool:
+  import jax  # pylint: disable=g-import-not-at-top  # after flags and distributed init, as in main
+  return jax.process_index() == 0
+
+
 def _fail(message: str, code: int = EXIT_USER_ERROR):
   print(f"error: {message}", file=sys.stderr, flush=True)
   sys.exit(code)
 
 
-def _parse_flags(argv):
-  """absl parsing, with config mistakes (unknown field, bad value, missing file) as one line each."""
-  overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
-  for i, arg in enumerate(argv[1:], 1):
-    path = arg.split("=", 1)[1] if arg.startswith("--config=") else (
-        argv[i + 1] if arg == "--config" and i + 1 < len(argv) else None)
-    if path is not None and not os.path.exists(path.split(":")[0]):
-      _fail(f"config file {path} does not exist (ls configs/ lists the shipped ones)")
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    _fail(f"{e}")
-  except (AttributeError, KeyError) as e:
-    names = re.findall(r"[a-zA-Z_][a-zA-Z_0-9]*", str(e).split("Did you mean")[0])
-    hint = re.search(r'Did you mean "([^"]+)"', str(e))
-    _fail(f"unknown config field {names[0] if names else str(e)!r} in {overrides or 'the config file'}"
-          f"{f'; did you mean {hint.group(1)!r}?' if hint else ''} (fields: cpt_jax/config.py)")
-  except (TypeError, ValueError) as e:
-    _fail(f"bad config value: {e} (in {overrides or 'the config file'})")
-  return None
-
-
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=console.parse_flags)  # config mistakes: one line each

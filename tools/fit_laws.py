@@ -4,11 +4,21 @@
         [--forms dcpt,gated_floor] [--anchor-method refit|offset|affine] [--delta 1e-3] [--bootstrap B]
         [--out DIR] [--json]
 
+Example, on the PTPP study's published results (stages 1, 2, 4; fit on the first two, forecast the third):
+
+    python tools/fit_laws.py docs/results/study_ptpp/results.csv --fit-ptpp 1,2 --test-ptpp 4 --out runs/laws
+
+RESULTS.csv: one row per adaptation run, as `python -m cpt_jax.study` writes it (DIR/results.csv), with the
+columns params (model parameters N), ptpp (pretraining tokens per parameter of the start checkpoint),
+adapt_tokens (or atpp: adaptation tokens per parameter), replay_ratio (0..1), and the loss to fit:
+target_loss (default) or base_loss. Other columns are ignored.
+
 Prints one row of held-out metrics per form (anchors excluded from the scored rows; with --anchors k
 also the anchored row), writes DIR/heldout_<target>_<form>.png (observed vs predicted on the held-out
-stage) and DIR/fits_<target>.json (fitted parameters). DIR defaults to <CSV stem>_laws/ next to the CSV.
+stage) and DIR/fits_<target>.json (fitted parameters). DIR is --out; without it, <CSV stem>_laws/ next to
+the CSV, or runs/laws/<CSV's directory name>/ when the CSV is inside this repository's docs/.
 With --json, prints only {form: {huber_log, mae_rel, calibration_slope, rmse, mape}} for the held-out
-stage (anchored when --anchors > 0).
+stage (anchored when --anchors > 0) and writes nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +33,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cpt_jax import console  # noqa: E402
 from cpt_jax.research import fit, laws, synthetic  # noqa: E402
 from cpt_jax.research.metrics import METRIC_NAMES  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+COLUMNS = ("params", "ptpp", "adapt_tokens|atpp", "replay_ratio")
 
 
 def floats(s: str) -> list[float]:
@@ -55,7 +69,7 @@ def plot_heldout(fc: fit.Forecast, name: str, target: str, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap = console.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("csv", type=Path)
   ap.add_argument("--fit-ptpp", type=floats, required=True, help="comma-separated PTPP stages to fit on")
   ap.add_argument("--test-ptpp", type=floats, required=True, help="comma-separated held-out PTPP stages")
@@ -76,17 +90,28 @@ def main(argv=None) -> int:
   unknown = [f for f in forms if f not in laws.FORMS]
   if unknown:
     ap.error(f"unknown forms {unknown}; known: {sorted(laws.FORMS)}")
-  table = synthetic.load_results(args.csv)
-  t0 = time.perf_counter()
-  res = fit.forecast(table, forms, fit_ptpp=args.fit_ptpp, test_ptpp=args.test_ptpp, target=args.target,
-                     anchors=args.anchors, anchor_method=args.anchor_method, anchor_seed=args.anchor_seed,
-                     delta=args.delta, seed=args.seed, n_starts=args.starts)
+  if not args.csv.is_file():
+    console.fail(f"{args.csv} is not a file; give a study's results.csv (python -m cpt_jax.study writes "
+                 "DIR/results.csv), e.g. docs/results/study_ptpp/results.csv")
+  try:
+    table = synthetic.load_results(args.csv, COLUMNS + (args.target,))
+    stages = set(np.asarray(table["ptpp"]).tolist())
+    absent = [p for p in args.fit_ptpp + args.test_ptpp if p not in stages]
+    if absent:
+      raise ValueError(f"{args.csv} has no rows at PTPP {', '.join(f'{p:g}' for p in absent)}; its stages: "
+                       f"{', '.join(f'{p:g}' for p in sorted(stages))}")
+    t0 = time.perf_counter()
+    res = fit.forecast(table, forms, fit_ptpp=args.fit_ptpp, test_ptpp=args.test_ptpp, target=args.target,
+                       anchors=args.anchors, anchor_method=args.anchor_method, anchor_seed=args.anchor_seed,
+                       delta=args.delta, seed=args.seed, n_starts=args.starts)
+  except (OSError, ValueError) as e:
+    console.fail(str(e))
   seconds = time.perf_counter() - t0
   if args.json:
     print(json.dumps({name: fc.best for name, fc in res.items()}, indent=1))
     return 0
 
-  out = args.out or args.csv.parent / f"{args.csv.stem}_laws"
+  out = args.out or default_out(args.csv)
   out.mkdir(parents=True, exist_ok=True)
   n_eval = len(next(iter(res.values())).y_eval)
   print(f"{args.target}: fit on PTPP {args.fit_ptpp}, scored on PTPP {args.test_ptpp} "
@@ -114,8 +139,15 @@ def main(argv=None) -> int:
                    "anchored_calib": fc.anchored.calib if fc.anchored else None}
             for name, fc in res.items()}
   (out / f"fits_{args.target}.json").write_text(json.dumps(params, indent=1))
-  print(f"plots and fitted parameters in {out}")
+  print(f"wrote the plots and fitted parameters to {console.where(out)}")
   return 0
+
+
+def default_out(csv: Path) -> Path:
+  """Next to the CSV, unless that is the repository's published docs/: then under runs/laws/."""
+  if csv.resolve().is_relative_to(REPO / "docs"):
+    return Path("runs") / "laws" / csv.resolve().parent.name
+  return csv.parent / f"{csv.stem}_laws"
 
 
 if __name__ == "__main__":

@@ -9,7 +9,19 @@ runs `cpt_jax.research.plan.plan`. `auto` picks, per loss, the form with the low
 fitted on all stages but the latest and scored on the latest, then refits it on all the chosen stages.
 Forgetting = predicted base loss − base loss before adaptation (from the table's rows at this N and
 PTPP, else a fitted pre-training law E + A/N^α + G/P^κ, else --base-loss-before).
-The feasible-region plot goes to --plot (default: plan_<N>_<P>.png next to the CSV).
+
+Example, on the PTPP study's published results (a 629k-parameter model pretrained to PTPP 4):
+
+    python tools/plan.py docs/results/study_ptpp/results.csv --params 629376 --ptpp 4 --max-target-loss 5.5 \
+        --max-forgetting 0.1 --max-atpp 0.5 --plot runs/plan/plan.png
+
+RESULTS.csv: one row per adaptation run, as `python -m cpt_jax.study` writes it (DIR/results.csv), with the
+columns params (model parameters N), ptpp (pretraining tokens per parameter of the start checkpoint),
+adapt_tokens (or atpp: adaptation tokens per parameter), replay_ratio (0..1), target_loss and base_loss
+(after adapting), and base_loss_before (unless --base-loss-before is given). Other columns are ignored.
+
+The feasible-region plot goes to --plot; without it, plan_<N>_<P>.png next to the CSV, or under runs/plan/
+when the CSV is inside this repository's docs/.
 """
 
 from __future__ import annotations
@@ -23,8 +35,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cpt_jax import console  # noqa: E402
 from cpt_jax.research import fit, laws, synthetic  # noqa: E402
 from cpt_jax.research import plan as planning  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+COLUMNS = ("params", "ptpp", "adapt_tokens|atpp", "replay_ratio", "target_loss", "base_loss")
 
 
 def floats(s: str) -> list[float]:
@@ -44,7 +60,7 @@ def choose_form(table, target: str, stages: list[float], name: str, **fit_kw) ->
 
 
 def main(argv=None) -> int:
-  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap = console.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("csv", type=Path)
   ap.add_argument("--params", type=float, required=True, help="model parameters N")
   ap.add_argument("--ptpp", type=float, required=True, help="PTPP of the base checkpoint")
@@ -66,7 +82,18 @@ def main(argv=None) -> int:
     ap.error("give exactly one of --max-atpp and --max-tokens")
   max_atpp = args.max_atpp if args.max_atpp is not None else args.max_tokens / args.params
 
-  table = synthetic.load_results(args.csv)
+  if not args.csv.is_file():
+    console.fail(f"{args.csv} is not a file; give a study's results.csv (python -m cpt_jax.study writes "
+                 "DIR/results.csv), e.g. docs/results/study_ptpp/results.csv")
+  try:
+    return _plan(args, max_atpp)
+  except (OSError, ValueError) as e:
+    console.fail(str(e))
+
+
+def _plan(args, max_atpp: float) -> int:
+  needed = COLUMNS + (() if args.base_loss_before is not None else ("base_loss_before",))
+  table = synthetic.load_results(args.csv, needed)
   stages = sorted(set(np.asarray(table["ptpp"]).tolist()))
   if args.fit_ptpp:
     stages = [s for s in stages if s in args.fit_ptpp]
@@ -85,7 +112,8 @@ def main(argv=None) -> int:
                     base_loss_before=before, max_target_loss=args.max_target_loss,
                     max_forgetting=args.max_forgetting, max_atpp=max_atpp, min_atpp=args.min_atpp,
                     replay_range=tuple(r_range))
-  plot_path = args.plot or args.csv.parent / f"plan_{args.params:.3g}_{args.ptpp:g}.png"
+  plot_path = args.plot or default_plot(args.csv, args.params, args.ptpp)
+  plot_path.parent.mkdir(parents=True, exist_ok=True)
   planning.plot(p, plot_path)
   out = p.summary() | {"target_form": laws_fitted["target_loss"].form.name,
                        "base_form": laws_fitted["base_loss"].form.name, "form_choice": why,
@@ -111,8 +139,14 @@ def main(argv=None) -> int:
   else:
     print(f"no feasible (ATPP, r): lowest predicted target loss on the grid "
           f"{np.min(p.grid_target):.4f}, least forgetting {np.min(p.grid_forgetting):.4f}")
-  print(f"feasible cells: {int(p.mask.sum())} of {p.mask.size}; plot: {plot_path}")
+  print(f"feasible cells: {int(p.mask.sum())} of {p.mask.size}; wrote the plot {console.where(plot_path)}")
   return 0
+
+
+def default_plot(csv: Path, params: float, ptpp: float) -> Path:
+  """Next to the CSV, unless that is the repository's published docs/: then under runs/plan/."""
+  name = f"plan_{params:.3g}_{ptpp:g}.png"
+  return Path("runs") / "plan" / name if csv.resolve().is_relative_to(REPO / "docs") else csv.parent / name
 
 
 if __name__ == "__main__":

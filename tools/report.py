@@ -3,14 +3,14 @@
     python tools/report.py DIR [--out docs/results] [--name study_babi]
     python tools/report.py runs/quickstart --readme README.md   # also: README's results table, docs/results/quickstart
 
-DIR is a study directory (`python -m cpt_jax.study --workdir DIR`). The report kind comes from the study's
-`report` field (babi, forgetting, ptpp; quickstart writes DIR/quickstart.md instead). Figures go to
-OUT/<name>/*.png with a copy of DIR/results.csv; see cpt_jax/research/report/.
+DIR is a study directory (`python -m cpt_jax.study --config configs/study_X.py --workdir DIR`, finished or
+not: the report covers its finished cells). The report kind comes from the study's `report` field (babi,
+forgetting, ptpp; quickstart writes DIR/quickstart.{md,png} instead). Figures go to OUT/<name>/*.png with a
+copy of DIR/results.csv; see cpt_jax/research/report/.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -18,11 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cpt_jax import console  # noqa: E402
 from cpt_jax.research import report  # noqa: E402
 
 
 def main(argv=None) -> int:
-  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap = console.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("dir", type=Path)
   ap.add_argument("--out", type=Path, default=Path("docs/results"))
   ap.add_argument("--name", default=None, help="report name (default: study_<kind>)")
@@ -30,20 +31,26 @@ def main(argv=None) -> int:
                   help="quickstart: replace the table between README_MARKERS in this file, and copy the figure and "
                        "results.csv to OUT/quickstart/")
   args = ap.parse_args(argv)
+  for need in ("study_config.json", "results.csv"):
+    if not (args.dir / need).is_file():
+      console.fail(f"{args.dir / need} does not exist: {args.dir} is not a study directory, or its study has not "
+                   f"run yet (python -m cpt_jax.study --config configs/study_X.py --workdir {args.dir})")
   try:
     kind = json.loads((args.dir / "study_config.json").read_text()).get("report", "")
     if kind in report.REPORTS:
       text = report.REPORTS[kind](args.dir)
       print(text)
+      print(f"wrote {console.where(args.dir / (kind + '.md'))} and {console.where(args.dir / (kind + '.png'))}",
+            file=sys.stderr)
       if args.readme:
         _publish(args.dir, kind, text, args.out, args.readme)
       return 0
     path = report.study_report(args.dir, args.out, args.name)
   except (OSError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+    console.fail(str(e))
   print(path.read_text())
-  print(f"wrote {path}", file=sys.stderr)
+  print(f"wrote {console.where(path)} and its figures in {console.where(path.with_suffix(''))}/ (claims of "
+        f"{report.PAPERS.get(kind, 'the seed paper')})", file=sys.stderr)
   return 0
 
 
@@ -63,7 +70,7 @@ def _publish(study_dir: Path, kind: str, text: str, out: Path, readme: Path) -> 
     raise ValueError(f"{readme} has no {start!r} … {end!r} block to replace")
   head, rest = page.split(start, 1)
   readme.write_text(f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}")
-  print(f"wrote {readme} and {out / kind}/", file=sys.stderr)
+  print(f"wrote {console.where(readme)} and {console.where(out / kind)}/", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import itertools
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -69,12 +69,17 @@ def write_results(table: Mapping[str, np.ndarray], path) -> None:
       w.writerow([repr(float(v)) for v in row])
 
 
-def load_results(path) -> dict[str, np.ndarray]:
-  """A results CSV as float columns (non-numeric columns are kept as strings)."""
+def load_results(path, needed: Sequence[str] = ()) -> dict[str, np.ndarray]:
+  """A results CSV as float columns (non-numeric columns are kept as strings); `needed`: columns it must
+  have ("a|b": either), else a ValueError naming the missing ones."""
   with open(path, newline="") as f:
     rows = list(csv.DictReader(f))
   if not rows:
     raise ValueError(f"{path}: no rows")
+  missing = [c for c in needed if not any(alt in rows[0] for alt in c.split("|"))]
+  if missing:
+    raise ValueError(f"{path} lacks the columns {', '.join(m.replace('|', ' or ') for m in missing)} "
+                     f"(it has: {', '.join(rows[0])})")
   out = {}
   for k in rows[0]:
     vals = [r[k] for r in rows]

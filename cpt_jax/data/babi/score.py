@@ -41,7 +41,8 @@ def majority_baseline(examples: Sequence[dict]) -> dict[int, tuple[str, float]]:
 
 def score(examples: Sequence[dict], decode: Callable[[list[str]], list[str]], batch_size: int = 64) -> dict:
   """Returns {"task_01": acc, ..., "mean": mean over tasks, "passed": {"task_01": bool}, "num_passed",
-  "count": {"task_01": n}}. Records are dicts with "prompt", "completion" and "task"."""
+  "count": {"task_01": n}, "majority_baseline": the mean over tasks of always answering the task's most
+  frequent answer}. Records are dicts with "prompt", "completion" and "task"."""
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   right, total = collections.Counter(), collections.Counter()
@@ -59,4 +60,6 @@ def score(examples: Sequence[dict], decode: Callable[[list[str]], list[str]], ba
   result["passed"] = {key: right[key] / total[key] >= PASS_THRESHOLD for key in sorted(total)}
   result["num_passed"] = sum(result["passed"].values())
   result["count"] = dict(sorted(total.items()))
+  shares = [share for _, share in majority_baseline(examples).values()]
+  result["majority_baseline"] = sum(shares) / len(shares) if shares else 0.0  # what "mean" must beat
   return result

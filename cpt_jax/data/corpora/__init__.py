@@ -235,9 +235,9 @@ def prepare_corpus(corpus: str, data_dir: str | os.PathLike | None = None, cache
       raise DataError(f"corpus {corpus!r}: split {split!r} would be empty (max_chars={max_chars}, "
                       f"validation_fraction={validation_fraction}); raise max_chars or change the fraction")
   stats = corpus_stats(splits)
-  for source, per_split in stats["sources"].items():
-    log.info("%s/%s: %s", name, source, ", ".join(f"{k} {v['docs']} docs {v['chars']:,} chars"
-                                                   for k, v in per_split.items()))
+  log.info("prepared the %s corpus from %d sources (%s): %s; per source: %s", corpus, len(stats["sources"]),
+           ", ".join(stats["sources"]), ", ".join(f"{k} {v['docs']} docs {v['chars'] / 1e6:.1f}M chars"
+                                                  for k, v in stats["splits"].items()), stats_path(data_dir, corpus))
   path = records.write_dataset(
       data_dir, name, splits, FEATURES,
       description=f"cpt_jax {corpus} corpus: {', '.join(CORPORA[corpus])} (public domain); see docs/corpora.md")

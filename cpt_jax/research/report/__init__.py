@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Callable
 
 from cpt_jax.research.report.babi import babi_guideline, babi_report, plateau_budget
-from cpt_jax.research.report.common import Claim, Study, markdown_table, provenance, read_results
+from cpt_jax.research.report.common import PAPERS, Claim, Study, markdown_table, provenance, read_results
 from cpt_jax.research.report.forgetting import forgetting_report
 from cpt_jax.research.report.ptpp import ptpp_report
 from cpt_jax.research.report.quickstart import REPORTS, quickstart
 
-__all__ = ["Claim", "REPORTS", "STUDY_REPORTS", "Study", "babi_guideline", "markdown_table", "plateau_budget",
+__all__ = ["Claim", "PAPERS", "REPORTS", "STUDY_REPORTS", "Study", "babi_guideline", "markdown_table", "plateau_budget",
            "quickstart", "read_results", "study_report"]
 
 
@@ -52,7 +52,7 @@ def study_report(root: str | Path, out: str | Path = "docs/results", name: str |
       "Every number and verdict below is computed from that file by `cpt_jax/research/report/`.", "",
       provenance(root, config, rows),
       "## Seed claims", "",
-      f"{n_yes} of {len(claims)} claims reproduced at this scale.", "",
+      f"Claims of {PAPERS[kind]}: {n_yes} of {len(claims)} reproduced at this scale.", "",
       "| seed claim | our runs | reproduced? |", "|---|---|---|",
       *[c.row() for c in claims], "",
       body])

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cpt_jax.research.report.common import Claim, Study, _f, _heatmap, _pct, _pivot_table, _plt, _tokens
+from cpt_jax.console import wilson_interval
+from cpt_jax.research.report.common import (Claim, Study, _f, _heatmap, _pct, _pivot_table, _plt, _tokens,
+                                            accuracy_baselines)
 
 
 def babi_guideline(rows, threshold_rel: float) -> dict[float, float | None]:
@@ -33,19 +35,27 @@ def babi_report(st: Study):
   ratios = sorted({r["replay_ratio"] for r in st.rows})
   body, claims = [], []
   fig, axes = plt.subplots(len(variants), 2, figsize=(10, 3.6 * len(variants)), squeeze=False)
-  acc_by, guide_by, forget_by = {}, {}, {}
+  acc_by, guide_by, forget_by, base_by, pooled_by = {}, {}, {}, {}, {}
   for k, v in enumerate(variants):
     rows = [r for r in st.rows if r["axis_data"] == v]
     by = {(r["replay_ratio"], r["adapt_tokens"]): r for r in rows}
     acc = np.array([[by[(q, b)]["babi_accuracy"] if (q, b) in by else np.nan for b in budgets] for q in ratios])
     fg = np.array([[by[(q, b)]["forgetting"] if (q, b) in by else np.nan for b in budgets] for q in ratios])
-    _heatmap(axes[k, 0], acc, budgets, ratios, f"bAbI-{v}: bAbI accuracy (exact match)", ".2f", "viridis")
+    base_by[v] = bl = accuracy_baselines(rows)
+    refs = ", ".join(x for x in (f"n={bl.examples} per cell" if bl.examples else "",
+                                 f"majority answer {bl.majority:.2f}" if bl.majority is not None else "",
+                                 f"before {bl.before:.2f}" if bl.before is not None else "") if x)
+    _heatmap(axes[k, 0], acc, budgets, ratios, f"bAbI-{v}: bAbI accuracy (exact match)\n{refs}", ".2f", "viridis")
     _heatmap(axes[k, 1], fg, budgets, ratios, f"bAbI-{v}: forgetting (base loss rise, nats)", ".3f", "magma_r")
     full = ~np.isnan(acc).any(axis=1)  # ratios run at every budget: the plateau compares like with like
     acc_by[v] = {b: float(np.mean(acc[full, j])) for j, b in enumerate(budgets)}
+    pooled_by[v] = int(full.sum())  # cells (of n examples each) behind every mean
     guide_by[v] = babi_guideline(rows, thr)
     forget_by[v] = fg
     body += [f"### bAbI-{v}: accuracy / forgetting (nats) per replay ratio × budget", "",
+             f"Read accuracy against: {bl.sentence()}" + (
+                 f" {sum((r['babi_accuracy'] or 0) > bl.majority for r in rows)} of {len(rows)} cells beat the "
+                 "majority baseline." if bl.majority is not None else ""), "",
              _pivot_table(rows, "replay_ratio", "adapt_tokens",
                           lambda r: f"{_f(r['babi_accuracy'], '.3f')} / {_f(r['forgetting'], '+.3f')}",
                           _pct, _tokens), ""]
@@ -54,14 +64,21 @@ def babi_report(st: Study):
   body.insert(0, heat)
 
   # accuracy vs budget
-  fig, ax = plt.subplots(figsize=(5.5, 3.8))
-  for v in variants:
-    ax.plot(budgets, [acc_by[v][b] for b in budgets], "o-", label=f"bAbI-{v} (mean over replay ratios)")
+  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  for i, v in enumerate(variants):
+    color, bl = f"C{i}", base_by[v]
+    ys = [acc_by[v][b] for b in budgets]
+    if bl.examples:  # a mean over cells of n examples each is one accuracy over their pooled examples
+      ci = [wilson_interval(y, bl.examples * max(1, pooled_by[v])) for y in ys]
+      ax.fill_between(budgets, [c[0] for c in ci], [c[1] for c in ci], color=color, alpha=0.15)
+    ax.plot(budgets, ys, "o-", color=color, label=f"bAbI-{v} (mean over replay ratios, 95 % interval)")
+    bl.lines(ax, f", {v}", color)
   ax.set_xscale("log")
   ax.set_xlabel("adaptation tokens")
   ax.set_ylabel("bAbI accuracy")
-  ax.legend(fontsize=8)
-  body.append(st.figure(fig, "accuracy_vs_budget.png", "bAbI accuracy against the token budget"))
+  ax.legend(fontsize=7)
+  body.append(st.figure(fig, "accuracy_vs_budget.png", "bAbI accuracy against the token budget, with the "
+                        "majority-answer baseline (dashed) and the accuracy before adaptation (dotted)"))
 
   syn = "synthetic" if "synthetic" in variants else variants[0]
   # plateau

@@ -14,6 +14,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from cpt_jax.console import wilson_interval
+
+# The papers whose claims the studies check: the study's `report` kind → who and where.
+PAPERS = {"babi": "Spiegelhalter et al. (arXiv 2510.11842)", "forgetting": "Marek et al. (arXiv 2605.26097)",
+          "ptpp": "Goffinet et al. (arXiv 2510.23198)"}
+
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:
   rows = []
@@ -42,6 +48,64 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str
       cells.append("–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt))
     body.append("| " + " | ".join(cells) + " |")
   return "\n".join([head, sep] + body)
+
+
+def _mean_of(rows, key) -> float | None:
+  values = [r[key] for r in rows if isinstance(r.get(key), float) and not math.isnan(r[key])]
+  return sum(values) / len(values) if values else None
+
+
+@dataclasses.dataclass
+class AccuracyBaselines:
+  """What a bAbI accuracy must be read against: the majority-answer baseline (always the task's most frequent
+  answer, averaged over tasks), the start model's accuracy before adapting, and the number of evaluation
+  examples behind each value (for 95 % Wilson intervals). None where results.csv did not record it."""
+  majority: float | None
+  before: float | None
+  examples: int | None
+
+  def interval(self, row: dict[str, Any], pooled: int = 1) -> tuple[float, float] | None:
+    n = row.get("babi_examples") or self.examples
+    acc = row.get("babi_accuracy")
+    return wilson_interval(acc, int(n) * pooled) if n and acc is not None else None
+
+  def sentence(self) -> str:
+    parts = [f"{self.examples} evaluation examples per value (intervals: 95 % Wilson)" if self.examples else
+             "number of evaluation examples not recorded"]
+    parts.append(f"always giving each task's most frequent answer scores {self.majority:.3f} (majority baseline)"
+                 if self.majority is not None else "majority baseline not recorded")
+    parts.append(f"the start model scored {self.before:.3f} before adaptation" if self.before is not None else
+                 "accuracy before adaptation not recorded")
+    return "; ".join(parts) + "."
+
+  def lines(self, ax, label_suffix: str = "", color: str | None = None) -> None:
+    """The two reference levels as horizontal lines, labelled for the legend."""
+    if self.majority is not None:
+      ax.axhline(self.majority, color=color or "tab:red", ls="--", lw=1.2,
+                 label=f"majority answer{label_suffix} ({self.majority:.3f})")
+    if self.before is not None:
+      ax.axhline(self.before, color=color or "0.3", ls=":", lw=1.2,
+                 label=f"before adaptation{label_suffix} ({self.before:.3f})")
+
+  def bars(self, ax, labels: list[str], rows: list[dict[str, Any]]) -> None:
+    """Accuracy bars with their 95 % intervals, over the majority baseline and the value before adapting."""
+    acc = [r.get("babi_accuracy") or 0.0 for r in rows]
+    ci = [self.interval(r) for r in rows]
+    err = np.array([[a - c[0], c[1] - a] if c else [0.0, 0.0] for a, c in zip(acc, ci)]).T
+    ax.bar(labels, acc, yerr=err if any(ci) else None, capsize=6, color="tab:blue", alpha=0.8,
+           label="after adaptation (95 % interval)")
+    self.lines(ax)
+    ax.set_ylim(0, max([0.3] + [c[1] * 1.15 for c in ci if c] + [self.majority * 1.3 if self.majority else 0]))
+    ax.set_title(f"bAbI accuracy, n = {self.examples} examples each" if self.examples else
+                 "bAbI accuracy (n not recorded)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+
+
+def accuracy_baselines(rows: list[dict[str, Any]]) -> AccuracyBaselines:
+  """The baselines of rows evaluated on the same bAbI examples (one study variant)."""
+  n = _mean_of(rows, "babi_examples")
+  return AccuracyBaselines(_mean_of(rows, "babi_majority_baseline"), _mean_of(rows, "babi_accuracy_before"),
+                           int(n) if n else None)
 
 
 @dataclasses.dataclass
@@ -121,7 +185,8 @@ def provenance(root: Path, config: dict[str, Any], rows) -> str:
   pre_lines = []
   for size, path in (config.get("pretrained") or {}).items():
     run = Path(path) if Path(path).is_absolute() else Path.cwd() / path
-    made = f"made by `python -m cpt_jax.train --config configs/study_common.py --workdir {path}`"
+    made = "made by `{}`".format((config.get("pretrained_command") or {}).get(
+        size, f"python -m cpt_jax.train --config configs/study_common.py --workdir {path}"))
     if (run / "summary.json").exists():
       s = json.loads((run / "summary.json").read_text())
       pre_lines.append(f"- reused pretraining run `{path}` (size {size}): {s['params']:,} parameters, "

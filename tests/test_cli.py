@@ -1,0 +1,201 @@
+"""What a person sees: a quiet run that ends with its result, one `error:` line (exit 2) for every mistake
+in every command line, log lines that are the project's own, the study's progress, charts with baselines."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from cpt_jax import console, study
+
+sys.path.insert(0, str(Path(__file__).parent))
+import cli_utils  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REPO = Path(cli_utils.REPO)
+
+
+def test_train_is_quiet_and_ends_with_its_result(corpus_dir, tmp_path):
+  env = cli_utils.cli_env(tmp_path, corpus_dir)
+  r = cli_utils.run_cli(env, tmp_path / "w")
+  assert r.returncode == 0, r.stderr[-3000:]
+  lines = (r.stdout + r.stderr).splitlines()
+  assert len(lines) <= 15, "\n".join(lines)
+  assert r.stdout.splitlines()[0] == "pretrain finished", r.stdout
+  for row in ("base loss", "tokens", "wall time"):
+    assert re.search(rf"^  {row} +\S", r.stdout, re.M), (row, r.stdout)
+  assert re.search(rf"^  workdir +{re.escape(str(tmp_path / 'w'))}$", r.stdout, re.M), r.stdout
+  log = (tmp_path / "w" / "train.log").read_text()
+  assert len(log.splitlines()) > len(lines) and "orbax" in log.lower()  # the file has the libraries' lines
+  assert "orbax" not in r.stderr.lower() and "absl" not in r.stderr.lower(), r.stderr
+
+
+def test_only_this_packages_info_lines_reach_the_console(tmp_path):
+  """By the package's own directory: a library in a virtualenv inside a clone named cpt_jax/ is not ours."""
+  def record(name, path, level=logging.INFO):
+    return logging.LogRecord(name, level, path, 1, "m", None, None)
+
+  handler = console._Console(verbose=False)  # pylint: disable=protected-access
+  assert handler.filter(record("root", console.PACKAGE_DIR + "loop.py"))
+  assert handler.filter(record("cpt_jax.data.corpora", "/elsewhere/x.py"))
+  clone_venv = str(Path(console.PACKAGE_DIR).parent / ".venv/lib/python3.11/site-packages/orbax/checkpoint/x.py")
+  assert not handler.filter(record("absl", clone_venv))
+  assert not handler.filter(record("root", "/home/u/cpt_jax/.venv/lib/site-packages/tensorflow_datasets/a.py"))
+  assert handler.filter(record("absl", clone_venv, logging.WARNING))
+  assert console._Console(verbose=True).filter(record("absl", clone_venv))  # pylint: disable=protected-access
+  run_log = console._RunLog(str(tmp_path / "later"), "train.log")  # pylint: disable=protected-access
+  run_log.emit(record("absl", clone_venv))  # held until the run has created its directory
+  assert not (tmp_path / "later").exists()
+  (tmp_path / "later").mkdir()
+  run_log.emit(record("root", console.PACKAGE_DIR + "loop.py"))
+  run_log.close()
+  assert len((tmp_path / "later" / "train.log").read_text().splitlines()) == 2
+
+
+def test_setup_replaces_the_stderr_handlers_libraries_add(tmp_path):
+  """Grain's import adds a StreamHandler to the root logger; left there, it would print every library line."""
+  root = logging.getLogger()
+  before, level = list(root.handlers), root.level
+  stray = logging.StreamHandler(sys.stderr)
+  root.addHandler(stray)
+  try:
+    run_log = console.setup_logging(str(tmp_path), "x.log")
+    assert stray not in root.handlers and run_log in root.handlers
+    assert [h for h in root.handlers if h not in before] == [h for h in root.handlers if isinstance(
+        h, (console._Console, console._RunLog))]  # pylint: disable=protected-access
+  finally:
+    for h in [h for h in root.handlers if h not in before]:
+      root.removeHandler(h)
+    root.setLevel(level)
+    logging.captureWarnings(False)
+
+
+def _fake_results(path: Path, columns: list[str]) -> Path:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(columns)
+    w.writerow([1.0] * len(columns))
+  return path
+
+
+def test_every_command_line_error_is_one_line(tmp_path):
+  """Bad paths, bad fields and missing prerequisites of study and the tools: exit 2, one `error:` line, no
+  traceback (train's own are in test_bad_inputs.py); --status names a missing prerequisite's command."""
+  py, quickstart = sys.executable, str(REPO / "configs" / "quickstart.py")
+  babi = str(REPO / "configs" / "study_babi.py")  # its shared pretraining run does not exist in tmp_path
+  bad_csv = _fake_results(tmp_path / "bad.csv", ["params", "ptpp", "target_loss"])
+  study_cmd = [py, "-m", "cpt_jax.study", "--workdir", str(tmp_path / "s")]
+  make_pretrain = "python -m cpt_jax.train --config configs/study_common.py --workdir runs/pretrain_small"
+  cases = [  # (id, argv, key words of the error)
+      ("study_config_missing", study_cmd + ["--config", "configs/nope.py"], ["configs/nope.py", "does not exist"]),
+      ("study_field_typo", study_cmd + ["--config", quickstart, "--config.adapt.opt.lrr=1"], ["lrr"]),
+      ("study_prerequisite", study_cmd + ["--config", babi],
+       ["does not exist yet", make_pretrain]),
+      ("fit_laws_no_csv", [py, "tools/fit_laws.py", str(tmp_path / "no.csv"), "--fit-ptpp", "1", "--test-ptpp", "2"],
+       ["no.csv is not a file"]),
+      ("fit_laws_columns", [py, "tools/fit_laws.py", str(bad_csv), "--fit-ptpp", "1", "--test-ptpp", "2"],
+       ["lacks the columns", "adapt_tokens or atpp", "replay_ratio"]),
+      ("fit_laws_field", [py, "tools/fit_laws.py", str(bad_csv), "--fit-ptpp", "1"], ["--test-ptpp", "--help"]),
+      ("plan_no_csv", [py, "tools/plan.py", str(tmp_path / "no.csv"), "--params", "1e6", "--ptpp", "4",
+                       "--max-target-loss", "3", "--max-forgetting", "0.1", "--max-atpp", "1"],
+       ["no.csv is not a file"]),
+      ("plan_field", [py, "tools/plan.py", str(bad_csv), "--params", "1e6", "--ptpp", "4", "--max-target-loss", "3",
+                      "--max-forgetting", "0.1", "--max-atpp", "1", "--replay-ratio", "0.1"], ["--replay-ratio"]),
+      ("report_no_study", [py, "tools/report.py", str(tmp_path / "nothing")], ["study_config.json does not exist",
+                                                                                  "python -m cpt_jax.study"]),
+  ]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+  with ThreadPoolExecutor(2) as pool:
+    results = list(pool.map(lambda c: subprocess.run(c[1], cwd=tmp_path if c[0].startswith("study") else REPO,
+                                                     capture_output=True, text=True, timeout=300, check=False,
+                                                     env=env),
+                            cases + [("study_status", study_cmd + ["--config", babi, "--status"], [])]))
+  status = results.pop()
+  for (name, _, words), r in zip(cases, results):
+    errors = cli_utils.error_lines(r.stderr)
+    assert r.returncode == 2, (name, r.returncode, r.stderr[-3000:])
+    assert len(errors) == 1 and len(r.stderr.strip().splitlines()) == 1, (name, r.stderr[-3000:])
+    for w in words:
+      assert w in errors[0], (name, w, errors[0])
+  assert status.returncode == 0 and status.stderr == "", status.stderr
+  assert status.stdout.startswith("study: waiting for a prerequisite\n  missing  ")
+  assert make_pretrain in status.stdout
+  assert not (tmp_path / "s").exists()  # neither run nor --status wrote anything
+
+
+def test_study_progress_reads_running_cells(tmp_path):
+  """The runner's bar and ETA come from the cells' metrics.jsonl while they run in their subprocesses."""
+  def cell(i, done):
+    wd = tmp_path / f"c{i}"
+    wd.mkdir()
+    if done:
+      (wd / "summary.json").write_text("{}")
+    return study.Cell(f"replay/c{i}", "replay", wd, {"tokens": 1000}, {}, [])
+
+  cells = [cell(0, True), cell(1, False), cell(2, False)]
+  (cells[0].workdir / "self_replay/1.0.0").mkdir(parents=True)
+  (cells[0].workdir / "self_replay/1.0.0/dataset_info.json").write_text("{}")
+  progress = study.StudyProgress(cells, time.time() - 10, terminal=False)
+  progress.start(cells[1])
+  with open(cells[1].workdir / "metrics.jsonl", "w") as f:
+    f.write(json.dumps({"step": 1, "tokens": 250, "train/loss": 4.5}) + "\n")
+    f.write(json.dumps({"step": 2, "tokens": 500, "eval/base/loss": 4.0}) + "\n")
+  assert study.cell_progress(cells[1].workdir) == (500, 4.5)
+  progress.poll()
+  assert progress.tokens == 1500
+  outlook = progress.outlook()  # 500 tokens in 10 s of this invocation, 1500 left: about 30 s
+  assert outlook.startswith("1 of 3 cells done, about ") and outlook.endswith(" s left"), outlook
+  assert 25 <= int(outlook.split("about ")[1].split(" ")[0]) <= 35
+  with open(cells[1].workdir / "metrics.jsonl", "a") as f:  # it finishes: 100 tokens/s over its steps
+    f.write(json.dumps({"step": 4, "tokens": 1000, "train/tokens_per_sec": 100.0}) + "\n")
+  (cells[1].workdir / "self_replay/1.0.0").mkdir(parents=True)
+  (cells[1].workdir / "self_replay/1.0.0/dataset_info.json").write_text("{}")
+  progress.finish(cells[1], True)
+  assert progress.outlook() == "2 of 3 cells done, about 10 s left"  # no overhead measured, 1000 tokens at 100/s
+  progress.close()
+
+
+def test_accuracy_chart_shows_its_baselines(tmp_path):
+  """The quickstart's bAbI panel: bars with intervals, the majority baseline, the value before adapting, n."""
+  from cpt_jax.research import report  # pylint: disable=g-import-not-at-top  # matplotlib: only this test
+  from cpt_jax.research.report import common  # pylint: disable=g-import-not-at-top
+  rows = [{"axis_method": m, "babi_accuracy": a, "babi_examples": 200.0, "babi_majority_baseline": 0.21,
+           "babi_accuracy_before": 0.05, "forgetting": f, "target_loss": 2.4, "base_loss": 6.0,
+           "base_loss_before": 5.7, "target_loss_before": 7.8, "replay_ratio": 0.25, "wall_seconds": 60.0}
+          for m, a, f in (("no_replay", 0.12, 3.7), ("real_ntp", 0.13, 0.2), ("self_kl", 0.15, 0.16))]
+  (tmp_path / "study_config.json").write_text(json.dumps({"report": "quickstart"}))
+  with open(tmp_path / "results.csv", "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=study.RESULT_COLUMNS + ["axis_method"], extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+  text = report.quickstart(tmp_path)
+  assert (tmp_path / "quickstart.png").exists()
+  assert "0.210 (majority baseline)" in text and "0.050 before adaptation" in text and "200 evaluation" in text
+  assert "Marek et al. (arXiv 2605.26097)" in text
+  plt = common._plt()  # pylint: disable=protected-access
+  fig, ax = plt.subplots()
+  base = common.accuracy_baselines(report.read_results(tmp_path / "results.csv"))
+  base.bars(ax, ["a", "b", "c"], report.read_results(tmp_path / "results.csv"))
+  labels = ax.get_legend_handles_labels()[1]
+  assert {"majority answer (0.210)", "before adaptation (0.050)", "after adaptation (95 % interval)"} <= set(labels)
+  assert "n = 200" in ax.get_title()
+  plt.close(fig)
+
+
+@pytest.mark.parametrize("tool", ["fit_laws", "plan"])
+def test_tools_help_has_an_example_and_the_columns(tool):
+  r = subprocess.run([sys.executable, f"tools/{tool}.py", "--help"], cwd=REPO, capture_output=True, text=True,
+                     timeout=120, check=True)
+  assert f"python tools/{tool}.py docs/results/study_ptpp/results.csv" in r.stdout
+  for column in ("params", "ptpp", "adapt_tokens", "replay_ratio", "target_loss"):
+    assert column in r.stdout
