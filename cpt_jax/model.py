@@ -1,16 +1,28 @@
 """GPT-2-style decoder in Flax NNX, with a KV cache for sampling.
 
 Parameters carry *logical* axis names (`logical_axes` metadata: "vocab", "embed", "heads", "head_dim",
-"mlp"); `sharding.py` maps them to mesh axes, so the model never names a mesh axis. Parameters are f32,
-matmuls run in `compute_dtype` (bf16 on accelerators), and LayerNorm, softmax and logits are f32.
+"mlp", "layers"); `sharding.py` maps them to mesh axes, so the model never names a mesh axis. Parameters
+are f32, matmuls run in `compute_dtype` (bf16 on accelerators), and LayerNorm, softmax and logits are f32.
+
+Two layouts of the blocks hold the same numbers (`scan_layers`): one module per layer (`blocks/0/…`,
+run by a Python loop: the compiled program grows with depth), or one module whose parameters are stacked
+along a leading layer axis (`layers/…`, run by `jax.lax.scan`: compile time independent of depth).
+`convert_layout` moves parameters (and anything shaped like them, e.g. Adam moments) between the two; the
+same seed initialises the same numbers in both.
+
+The vocabulary may be padded (`vocab_multiple`) so that the embedding and LM-head matmuls have aligned
+shapes (GPT-2's 50257 → 50304): padding rows start at zero, their logits are the lowest f32 (no
+probability, never sampled, no gradient), and `unpadded` drops them for export.
 
 Shape suffixes: B batch, L sequence, S cached key length, D model width, N heads, H head dim, F MLP
-width, V vocab.
+width, V vocab (padded where it is a parameter's size), Y layers.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import math
 from typing import Any, NamedTuple
 
@@ -18,10 +30,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+REMAT_POLICIES = ("none", "full", "dots_saveable")
+ATTENTION_IMPLS = ("auto", "xla", "cudnn")
+LOOP_KEY, SCAN_KEY = "blocks", "layers"  # the parameter tree's top-level name of each layout
+_PAD_LOGIT = float(jnp.finfo(jnp.float32).min)  # not -inf: KL terms 0·(−inf − −inf) would be NaN
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  vocab_size: int
+  vocab_size: int  # the tokenizer's: what loss, sampling and export see
   max_len: int = 256
   num_layers: int = 4
   d_model: int = 256
@@ -30,7 +47,21 @@ class ModelConfig:
   tie_embeddings: bool = True
   dropout: float = 0.0
   compute_dtype: str = "float32"
-  remat: bool = False
+  remat: str = "none"  # REMAT_POLICIES; True/False (older configs) mean "full"/"none"
+  scan_layers: bool = False
+  attention_impl: str = "auto"  # ATTENTION_IMPLS: auto is cuDNN on a GPU where it applies, else XLA
+  vocab_multiple: int = 1  # embedding/head rows padded to a multiple of this (128: aligned matmuls)
+
+  def __post_init__(self):
+    object.__setattr__(self, "remat", remat_policy(self.remat))
+    if self.attention_impl not in ATTENTION_IMPLS:
+      raise ValueError(f"attention_impl={self.attention_impl!r}: must be one of {ATTENTION_IMPLS}")
+    if self.vocab_multiple < 1:
+      raise ValueError(f"vocab_multiple={self.vocab_multiple}: must be ≥ 1")
+
+  @property
+  def padded_vocab(self) -> int:
+    return -(-self.vocab_size // self.vocab_multiple) * self.vocab_multiple
 
   @property
   def head_dim(self) -> int:
@@ -46,12 +77,53 @@ class ModelConfig:
 
   @classmethod
   def from_config(cls, model_cfg, vocab_size: int) -> "ModelConfig":
+    """Fields a saved config lacks (a run from before they existed) keep their defaults."""
     fields = {f.name for f in dataclasses.fields(cls)} - {"vocab_size"}
-    return cls(vocab_size=vocab_size, **{k: model_cfg[k] for k in fields})
+    return cls(vocab_size=vocab_size, **{k: model_cfg[k] for k in fields if k in model_cfg})
+
+
+def remat_policy(value) -> str:
+  """A REMAT_POLICIES name from a config value; booleans (and their strings) are the older on/off switch."""
+  if isinstance(value, bool) or str(value).lower() in ("true", "false"):
+    return "full" if str(value).lower() == "true" else "none"
+  if value not in REMAT_POLICIES:
+    raise ValueError(f"remat={value!r}: must be one of {REMAT_POLICIES} (or true/false)")
+  return value
+
+
+@functools.lru_cache(maxsize=None)
+def attention_implementation(requested: str, dtype: str, head_dim: int, platform: str | None = None) -> str:
+  """The `jax.nn.dot_product_attention` implementation for this platform ("xla" or "cudnn"), logged once.
+
+  auto picks cuDNN's fused kernel on a GPU when it applies (bf16/f16, head dim a multiple of 8 up to 128),
+  XLA otherwise; cudnn asked for where it cannot run is an error rather than a silent fallback. Masked
+  attention (packed examples) and decoding always run XLA's. There is no TPU kernel here: XLA on TPU.
+  """
+  platform = platform or jax.default_backend()
+  fits = platform == "gpu" and dtype in ("bfloat16", "float16") and head_dim % 8 == 0 and head_dim <= 128
+  if requested == "cudnn" and not fits:
+    raise ValueError(f"model.attention_impl='cudnn' needs a GPU, compute_dtype bfloat16 or float16 and a head "
+                     f"dimension that is a multiple of 8 up to 128 (here: {platform}, {dtype}, {head_dim}); use auto "
+                     "or xla")
+  chosen = "cudnn" if requested == "cudnn" or (requested == "auto" and fits) else "xla"
+  logging.info("attention: %s implementation (model.attention_impl=%s, %s, %s, head dim %d)", chosen, requested,
+               platform, dtype, head_dim)
+  return chosen
 
 
 def _param(rngs: nnx.Rngs, shape, axes, std: float) -> nnx.Param:
   return nnx.Param(std * jax.random.normal(rngs.params(), shape, jnp.float32), logical_axes=axes)
+
+
+def _vocab_param(rngs: nnx.Rngs, cfg: ModelConfig, vocab_axis: int, axes) -> nnx.Param:
+  """An embedding-like table with the vocabulary padded along `vocab_axis`; padding rows start at zero."""
+  shape = [cfg.d_model, cfg.d_model]
+  shape[vocab_axis] = cfg.padded_vocab
+  w = 0.02 * jax.random.normal(rngs.params(), tuple(shape), jnp.float32)
+  if cfg.padded_vocab != cfg.vocab_size:
+    real = jnp.arange(cfg.padded_vocab) < cfg.vocab_size
+    w = jnp.where(real[:, None] if vocab_axis == 0 else real[None, :], w, 0.0)
+  return nnx.Param(w, logical_axes=axes)
 
 
 def _zeros(shape, axes) -> nnx.Param:
@@ -74,11 +146,12 @@ class LayerNorm(nnx.Module):
 
 
 class KVCache(NamedTuple):
-  """Preallocated keys/values: k, v are tuples with one [B, N, S, H] buffer per layer.
+  """Preallocated keys/values: k, v are tuples with one [B, N, S, H] buffer per layer, in either layout.
 
   Heads-major, because that is the layout the decode-time attention dots read directly (a [B, S, N, H]
   cache made XLA:CPU transpose all of it every token), and one buffer per layer, because slicing a layer
-  out of one stacked [layers, …] buffer copied it every token. Both measured in docs/performance.md.
+  out of one stacked [layers, …] buffer copied it every token (and scanning over one, reading and writing it
+  as the scan's input and output, made sampling 3.9× slower). Measured in docs/performance.md.
 
   The first `length` slots are filled; `valid_BxS` marks which of them are real tokens, so left-padded
   prompts of different lengths decode together in one batch.
@@ -125,9 +198,12 @@ class Attention(nnx.Module):
     q_BxLxNxH, k_BxLxNxH, v_BxLxNxH = qkv_3xBxLxNxH
     if cache_kv is None:
       if mask is None:
-        out_BxLxNxH = jax.nn.dot_product_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, is_causal=True)
+        impl = attention_implementation(self.cfg.attention_impl, self.cfg.compute_dtype, self.cfg.head_dim)
+        out_BxLxNxH = jax.nn.dot_product_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, is_causal=True,
+                                                   implementation=impl)
       else:
-        out_BxLxNxH = jax.nn.dot_product_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, mask=mask)
+        out_BxLxNxH = jax.nn.dot_product_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, mask=mask,
+                                                   implementation="xla")
       new_kv = None
     else:  # decode: write this chunk's keys/values into the cache, attend over it
       k_cache, v_cache = cache_kv
@@ -179,18 +255,25 @@ class GPT(nnx.Module):
 
   def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
     self.cfg = cfg
-    self.wte = _param(rngs, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"), 0.02)
+    self.wte = _vocab_param(rngs, cfg, 0, ("vocab", "embed"))
     self.wpe = _param(rngs, (cfg.max_len, cfg.d_model), (None, "embed"), 0.01)
-    self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.num_layers)])
+    blocks = [Block(cfg, rngs) for _ in range(cfg.num_layers)]
+    if cfg.scan_layers:  # the same numbers as the loop layout, stacked (same seed, same model)
+      setattr(self, SCAN_KEY, _stack_blocks(blocks))
+    else:
+      setattr(self, LOOP_KEY, nnx.List(blocks))
     self.ln_f = LayerNorm(cfg.d_model)
     if not cfg.tie_embeddings:
-      self.w_head = _param(rngs, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"), 0.02)
+      self.w_head = _vocab_param(rngs, cfg, 1, ("embed", "vocab"))
 
   def hidden(self, tokens_BxL, positions_BxL=None, segment_ids_BxL=None, rngs=None, cache: KVCache | None = None,
              valid_BxL=None):
     """Final hidden states [B, L, D] (f32) and the updated cache (None without one).
 
     With a cache, `valid_BxL` marks real (non-pad) tokens of this chunk; pads are never attended to.
+    Dropout draws one key per layer from `rngs`, in either layout. Decoding (a cache) runs the layers one by
+    one in either layout: a scan-layout layer's parameters are sliced out of the stack, which XLA hoists out
+    of the decode loop (they do not change), while the per-layer cache buffers are updated in place.
     """
     cfg = self.cfg
     if positions_BxL is None:
@@ -203,32 +286,118 @@ class GPT(nnx.Module):
       valid_BxS = jax.lax.dynamic_update_slice_in_dim(cache.valid_BxS, valid_BxL, cache.length, 1)
       cache = cache._replace(valid_BxS=valid_BxS)
     mask = _attention_mask(tokens_BxL.shape[1], segment_ids_BxL, cache)
-    block_fn = (lambda blk, *a: blk(*a)) if not cfg.remat else nnx.remat(lambda blk, *a: blk(*a))
-    new_k, new_v = [], []
-    for i, block in enumerate(self.blocks):
-      layer_kv = None if cache is None else (cache.k[i], cache.v[i])
-      x_BxLxD, layer_kv = block_fn(block, x_BxLxD, mask, rngs, layer_kv, None if cache is None else cache.length)
-      if cache is not None:
-        new_k.append(layer_kv[0])
-        new_v.append(layer_kv[1])
+    keys = None if rngs is None else jax.random.split(rngs.dropout(), cfg.num_layers)
+    index = None if cache is None else cache.length
+    if cfg.scan_layers and cache is None:
+      graphdef, stacked = nnx.split(getattr(self, SCAN_KEY))
+      layer = _layer_fn(graphdef, cfg.remat, scanned=True)
+
+      def body(x_BxLxD, xs):
+        params, key = xs
+        return layer(params, x_BxLxD, mask, key, None, None)[0], None
+
+      x_BxLxD, _ = jax.lax.scan(body, x_BxLxD, (stacked, keys))
+    else:
+      if cfg.scan_layers:
+        graphdef, stacked = nnx.split(getattr(self, SCAN_KEY))
+        layers = [(graphdef, jax.tree.map(lambda x, i=i: x[i], stacked)) for i in range(cfg.num_layers)]
+      else:
+        layers = [nnx.split(block) for block in getattr(self, LOOP_KEY)]
+      new_k, new_v = [], []
+      for i, (graphdef, params) in enumerate(layers):
+        layer_kv = None if cache is None else (cache.k[i], cache.v[i])
+        key = None if keys is None else keys[i]
+        x_BxLxD, layer_kv = _layer_fn(graphdef, cfg.remat, scanned=False)(params, x_BxLxD, mask, key, layer_kv, index)
+        if cache is not None:
+          new_k.append(layer_kv[0])
+          new_v.append(layer_kv[1])
     h_BxLxD = self.ln_f(x_BxLxD).astype(jnp.float32)
     if cache is None:
       return h_BxLxD, None
     return h_BxLxD, KVCache(tuple(new_k), tuple(new_v), cache.length + tokens_BxL.shape[1], cache.valid_BxS)
 
   def head_weight(self) -> jax.Array:
-    """The output projection as [V, D] f32 (the tied embedding, or the untied head transposed)."""
+    """The output projection as [V, D] f32 (the tied embedding, or the untied head transposed), V padded:
+    the losses take `cfg.vocab_size` to mask the padding columns (losses.head_nll)."""
     w_VxD = self.wte[...] if self.cfg.tie_embeddings else self.w_head[...].T
     return w_VxD.astype(jnp.float32)
 
   def logits(self, h_BxLxD):
-    """LM head in f32: logits feed the softmax/KL, where bf16 rounding would bias the loss."""
-    return jnp.einsum("bld,vd->blv", h_BxLxD.astype(jnp.float32), self.head_weight())
+    """LM head in f32: logits feed the softmax/KL, where bf16 rounding would bias the loss. [B, L, V padded],
+    the padding columns at the lowest f32 (zero probability)."""
+    logits_BxLxV = jnp.einsum("bld,vd->blv", h_BxLxD.astype(jnp.float32), self.head_weight())
+    return mask_padded_logits(logits_BxLxV, self.cfg.vocab_size)
 
   def __call__(self, tokens_BxL, positions_BxL=None, segment_ids_BxL=None, rngs=None, cache=None, valid_BxL=None):
     h_BxLxD, cache = self.hidden(tokens_BxL, positions_BxL, segment_ids_BxL, rngs, cache, valid_BxL)
     logits_BxLxV = self.logits(h_BxLxD)
     return logits_BxLxV if cache is None else (logits_BxLxV, cache)
+
+
+def mask_padded_logits(logits_xV, vocab_size: int):
+  """Logits with the columns past `vocab_size` (vocabulary padding) at the lowest f32."""
+  if logits_xV.shape[-1] == vocab_size:
+    return logits_xV
+  return jnp.where(jnp.arange(logits_xV.shape[-1]) < vocab_size, logits_xV, _PAD_LOGIT)
+
+
+def _layer_fn(graphdef, remat: str, scanned: bool):
+  """(params, x, mask, dropout key, (k, v) cache or None, cache index) -> (x, (k, v)): one block, as a pure
+  function of its parameters so that the loop and the scan run the same code, under the remat policy."""
+
+  def apply(params, x_BxLxD, mask, key, kv, index):
+    rngs = None if key is None else nnx.Rngs(dropout=key)
+    return nnx.merge(graphdef, params)(x_BxLxD, mask, rngs, kv, index)
+
+  if remat == "none":
+    return apply
+  policy = jax.checkpoint_policies.dots_saveable if remat == "dots_saveable" else None
+  return jax.checkpoint(apply, policy=policy, prevent_cse=not scanned)
+
+
+def _stack_blocks(blocks: list[Block]) -> Block:
+  """One Block whose parameters are the blocks' stacked along a new leading "layers" axis."""
+  graphdef, _ = nnx.split(blocks[0])
+  stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[nnx.state(b) for b in blocks])
+  stacked = jax.tree.map(lambda v: v.replace(logical_axes=("layers",) + tuple(v.logical_axes)), stacked,
+                         is_leaf=lambda x: isinstance(x, nnx.Variable))
+  return nnx.merge(graphdef, stacked)
+
+
+def layout_of(paths) -> str | None:
+  """"scan" or "loop": the layout of a parameter tree (or of "a/b/c" path strings), None if neither shows."""
+  parts = {p for path in paths for p in str(path).split("/")}
+  return "scan" if SCAN_KEY in parts else "loop" if LOOP_KEY in parts else None
+
+
+def convert_layout(params: dict, scan_layers: bool, stack=None, take=None) -> dict:
+  """The same parameters in the other layout: loop `blocks/i/…` leaves stacked into `layers/…`, or a stacked
+  tree split per layer; a tree already in the asked layout comes back as is.
+
+  `stack(leaves) -> leaf` and `take(leaf, i) -> leaf` default to jnp.stack and indexing; others convert trees
+  of abstract shapes or shardings.
+  """
+  stack = stack or (lambda xs: jnp.stack(xs))
+  take = take or (lambda x, i: x[i])
+  params = dict(params)
+  if scan_layers and LOOP_KEY in params:
+    blocks = params.pop(LOOP_KEY)
+    per_layer = [blocks[i] if i in blocks else blocks[str(i)] for i in range(len(blocks))]
+    params[SCAN_KEY] = jax.tree.map(lambda *xs: stack(xs), *per_layer)
+  elif not scan_layers and SCAN_KEY in params:
+    stacked = params.pop(SCAN_KEY)
+    num_layers = jax.tree.leaves(stacked)[0].shape[0]
+    params[LOOP_KEY] = {i: jax.tree.map(lambda x, i=i: take(x, i), stacked) for i in range(num_layers)}
+  return params
+
+
+def unpadded(params: dict, cfg: ModelConfig) -> dict:
+  """Parameters without the vocabulary padding rows (what an exported checkpoint holds)."""
+  params = dict(params)
+  params["wte"] = params["wte"][:cfg.vocab_size]
+  if "w_head" in params:
+    params["w_head"] = params["w_head"][:, :cfg.vocab_size]
+  return params
 
 
 def _cached_attention(q_BxLxNxH, k_BxNxSxH, v_BxNxSxH, mask_Bx1xLxS):
@@ -266,12 +435,14 @@ def non_embedding_params(cfg: ModelConfig) -> int:
 
 
 def total_params(cfg: ModelConfig) -> int:
-  """All parameters, computed from the config (equals count_params of an initialised model)."""
+  """All parameters, computed from the config: count_params of an initialised model less the vocabulary
+  padding rows (which hold nothing)."""
   embeddings = cfg.vocab_size * cfg.d_model * (1 if cfg.tie_embeddings else 2) + cfg.max_len * cfg.d_model
   return non_embedding_params(cfg) + embeddings
 
 
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
-  """6·(non-embedding params + V·D of the output projection) + 12·L·T·D (attention, causal not discounted)."""
+  """6·(non-embedding params + V·D of the output projection) + 12·L·T·D (attention, causal not discounted);
+  V unpadded: the padding columns are not the model's work."""
   attention = 12.0 * cfg.num_layers * seq_len * cfg.d_model
   return 6.0 * (non_embedding_params(cfg) + cfg.vocab_size * cfg.d_model) + attention

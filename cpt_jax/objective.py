@@ -41,9 +41,10 @@ class ObjectiveError(ValueError):
   """The replay settings cannot form an objective; the message names the config field and what to do."""
 
 
-# fn(h_BxLxD, w_VxD, targets_BxL, teacher_logits_BxLxV or None) -> (loss_BxL, nll_BxL): the per-token loss the
-# objective averages, and the student's next-token loss on the same tokens (a metric).
-ReplayLossFn = Callable[[jax.Array, jax.Array, jax.Array, Optional[jax.Array]], tuple[jax.Array, jax.Array]]
+# fn(h_BxLxD, w_VxD, targets_BxL, teacher_logits_BxLxV or None, vocab) -> (loss_BxL, nll_BxL): the per-token loss
+# the objective averages, and the student's next-token loss on the same tokens (a metric). `vocab` is the real
+# vocabulary size: rows of w_VxD past it are padding, whose logits must be masked (losses.head_nll does).
+ReplayLossFn = Callable[[jax.Array, jax.Array, jax.Array, Optional[jax.Array], int], tuple[jax.Array, jax.Array]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,14 +54,14 @@ class ReplayLoss:
   is_likelihood: bool  # a next-token loss of data: may be averaged with the target's under the mixture semantics
 
 
-def _ntp(h_BxLxD, w_VxD, targets_BxL, teacher_logits):
+def _ntp(h_BxLxD, w_VxD, targets_BxL, teacher_logits, vocab):
   del teacher_logits
-  nll_BxL = losses.head_nll(h_BxLxD, w_VxD, targets_BxL)
+  nll_BxL = losses.head_nll(h_BxLxD, w_VxD, targets_BxL, vocab)
   return nll_BxL, nll_BxL
 
 
-def _kl(h_BxLxD, w_VxD, targets_BxL, teacher_logits_BxLxV):
-  return losses.head_kl(h_BxLxD, w_VxD, teacher_logits_BxLxV, targets_BxL)
+def _kl(h_BxLxD, w_VxD, targets_BxL, teacher_logits_BxLxV, vocab):
+  return losses.head_kl(h_BxLxD, w_VxD, teacher_logits_BxLxV, targets_BxL, vocab)
 
 
 REPLAY_LOSSES: dict[str, ReplayLoss] = {}

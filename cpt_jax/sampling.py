@@ -3,7 +3,8 @@ answers for task scoring. Both are jitted `fori_loop`s over a preallocated cache
 phases of 32 positions).
 
 Token i+1 is drawn with `fold_in(key, i)`, so the cached sampler and the full-recomputation reference
-(kept for tests and benchmarks) draw the same tokens for the same key.
+(kept for tests and benchmarks) draw the same tokens for the same key. Only the real vocabulary's logits
+are drawn from: padding columns (model.ModelConfig.vocab_multiple) are cut off before the draw.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cpt_jax.data.tokenizer import BOS, EOS, PAD, Tokenizer
+from cpt_jax.data.tokenizer import BOS, Tokenizer
 from cpt_jax.model import KVCache, ModelConfig
 
 
@@ -52,8 +53,10 @@ def _categorical(key, logits_BxV):
   return jnp.minimum(block_B * _CDF_BLOCK + index_B, vocab - 1).astype(jnp.int32)
 
 
-def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = None, temperature: float = 1.0):
-  """jitted (params, key) -> tokens [B, length+1]: row 0 is BOS, then `length` sampled tokens.
+def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = None, temperature: float = 1.0,
+                 bos_id: int = BOS):
+  """jitted (params, key) -> tokens [B, length+1]: row 0 is BOS (the tokenizer's `bos_id`), then `length`
+  sampled tokens.
 
   No top-k/top-p and no early stop at EOS (as in Marek et al.): a sample is a full training row.
   """
@@ -65,12 +68,12 @@ def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = No
   @jax.jit
   def sample(params, key):
     model = nnx.merge(graphdef, params)
-    tokens_BxT = jnp.full((batch, length + 1), PAD, jnp.int32).at[:, 0].set(BOS)
+    tokens_BxT = jnp.full((batch, length + 1), bos_id, jnp.int32)  # every slot after 0 is overwritten
 
     def body(i, carry):
       tokens, cache = carry
       logits, cache = model(jax.lax.dynamic_slice_in_dim(tokens, i, 1, axis=1), cache=cache)
-      nxt = _pick(logits[:, -1], jax.random.fold_in(key, i), temperature)
+      nxt = _pick(logits[:, -1, :cfg.vocab_size], jax.random.fold_in(key, i), temperature)
       return jax.lax.dynamic_update_slice_in_dim(tokens, nxt[:, None], i + 1, axis=1), cache
 
     cache, start = KVCache.zeros(cfg, batch, ends[0]), 0
@@ -83,19 +86,19 @@ def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = No
 
 
 def make_recompute_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = None,
-                           temperature: float = 1.0):
+                           temperature: float = 1.0, bos_id: int = BOS):
   """The reference: every token recomputes the whole prefix (O(T²) per token, no cache)."""
   length = length or cfg.max_len
 
   @jax.jit
   def sample(params, key):
     model = nnx.merge(graphdef, params)
-    tokens_BxT = jnp.full((batch, length + 1), PAD, jnp.int32).at[:, 0].set(BOS)
+    tokens_BxT = jnp.full((batch, length + 1), bos_id, jnp.int32)  # every slot after 0 is overwritten
 
     def body(i, tokens):
       logits_BxLxV = model(tokens[:, :length])
       logits_BxV = jax.lax.dynamic_index_in_dim(logits_BxLxV, i, axis=1, keepdims=False)
-      nxt = _pick(logits_BxV, jax.random.fold_in(key, i), temperature)
+      nxt = _pick(logits_BxV[:, :cfg.vocab_size], jax.random.fold_in(key, i), temperature)
       return jax.lax.dynamic_update_slice_in_dim(tokens, nxt[:, None], i + 1, axis=1)
 
     return jax.lax.fori_loop(0, length, body, tokens_BxT)
@@ -112,7 +115,7 @@ def _greedy_fn(graphdef, cfg: ModelConfig, batch: int, prompt_len: int, new_toke
     cache = KVCache.zeros(cfg, batch, prompt_len + new_tokens)
     positions_BxP = jnp.maximum(jnp.cumsum(valid_BxP, 1) - 1, 0)
     logits, cache = model(prompts_BxP, positions_BxP, cache=cache, valid_BxL=valid_BxP)
-    first = jnp.argmax(logits[:, -1], -1).astype(jnp.int32)
+    first = jnp.argmax(logits[:, -1, :cfg.vocab_size], -1).astype(jnp.int32)
     lengths_B = valid_BxP.sum(1).astype(jnp.int32)
     out_BxN = jnp.zeros((batch, new_tokens), jnp.int32).at[:, 0].set(first)
 
@@ -120,7 +123,7 @@ def _greedy_fn(graphdef, cfg: ModelConfig, batch: int, prompt_len: int, new_toke
       out, cache = carry
       tok = jax.lax.dynamic_slice_in_dim(out, i - 1, 1, axis=1)
       logits, cache = model(tok, (lengths_B + i - 1)[:, None], cache=cache)
-      nxt = jnp.argmax(logits[:, -1], -1).astype(jnp.int32)
+      nxt = jnp.argmax(logits[:, -1, :cfg.vocab_size], -1).astype(jnp.int32)
       return jax.lax.dynamic_update_slice_in_dim(out, nxt[:, None], i, axis=1), cache
 
     out_BxN, _ = jax.lax.fori_loop(1, new_tokens, body, (out_BxN, cache))
@@ -149,9 +152,10 @@ class GreedyDecoder:
 
   def _decode_batch(self, prompts: list[str]) -> list[str]:
     limit = self.cfg.max_len - self.max_new_tokens
-    encoded = [([BOS] + self.tokenizer.encode(p))[-limit:] for p in prompts]
+    tok = self.tokenizer
+    encoded = [([tok.bos_id] + tok.encode(p))[-limit:] for p in prompts]
     bucket = min(limit, -(-max(len(e) for e in encoded) // 32) * 32)
-    tokens = np.full((self.batch_size, bucket), PAD, np.int32)
+    tokens = np.full((self.batch_size, bucket), tok.pad_id, np.int32)
     valid = np.zeros((self.batch_size, bucket), bool)
     for i, e in enumerate(encoded):
       tokens[i, bucket - len(e):], valid[i, bucket - len(e):] = e, True
@@ -161,14 +165,14 @@ class GreedyDecoder:
     answers = []
     for row in out[:len(encoded)]:
       ids = row.tolist()
-      ids = ids[:ids.index(EOS)] if EOS in ids else ids
+      ids = ids[:ids.index(tok.eos_id)] if tok.eos_id in ids else ids
       answers.append(self.tokenizer.decode(ids).strip())
     return answers
 
 
 def sample_rows(graphdef, cfg: ModelConfig, params, key, num_rows: int, batch: int,
-                sampler: Callable | None = None) -> np.ndarray:
+                sampler: Callable | None = None, bos_id: int = BOS) -> np.ndarray:
   """`num_rows` samples [num_rows, T+1], batch by batch with keys fold_in(key, batch index)."""
-  sampler = sampler or make_sampler(graphdef, cfg, batch)
+  sampler = sampler or make_sampler(graphdef, cfg, batch, bos_id=bos_id)
   chunks = [np.asarray(sampler(params, jax.random.fold_in(key, b))) for b in range(-(-num_rows // batch))]
   return np.concatenate(chunks)[:num_rows]

@@ -42,10 +42,10 @@ def make_loss_fn(graphdef, objective: Objective) -> Callable[..., tuple[jax.Arra
 
   def loss_fn(params, batch: Batch, teacher_params, rng):
     model, h_BxLxD = _hidden(graphdef, params, batch, rng if objective.dropout else None)
-    w_VxD = model.head_weight()
+    w_VxD, vocab = model.head_weight(), model.cfg.vocab_size  # rows of w_VxD past vocab are padding
     mask_BxL = batch["loss_mask"].astype(jnp.float32)
     if not objective.has_replay:
-      nll = losses.masked_mean(losses.head_nll(h_BxLxD, w_VxD, batch["targets"]), mask_BxL)
+      nll = losses.masked_mean(losses.head_nll(h_BxLxD, w_VxD, batch["targets"], vocab), mask_BxL)
       return nll, {"loss": nll, "target_loss": nll}
     h_t, h_r = objective.split_rows(h_BxLxD)
     targets_t, targets_r = objective.split_rows(batch["targets"])
@@ -55,8 +55,8 @@ def make_loss_fn(graphdef, objective: Objective) -> Callable[..., tuple[jax.Arra
       replay_batch = {k: objective.split_rows(v)[1] for k, v in batch.items()}
       teacher, h_teacher = _hidden(graphdef, teacher_params, replay_batch)
       teacher_logits = jax.lax.stop_gradient(teacher.logits(h_teacher))
-    replay_BxL, replay_nll_BxL = objective.loss.fn(h_r, w_VxD, targets_r, teacher_logits)
-    target_sum, target_tokens = jnp.sum(losses.head_nll(h_t, w_VxD, targets_t) * mask_t), jnp.sum(mask_t)
+    replay_BxL, replay_nll_BxL = objective.loss.fn(h_r, w_VxD, targets_r, teacher_logits, vocab)
+    target_sum, target_tokens = jnp.sum(losses.head_nll(h_t, w_VxD, targets_t, vocab) * mask_t), jnp.sum(mask_t)
     replay_sum, replay_tokens = jnp.sum(replay_BxL * mask_r), jnp.sum(mask_r)
     target_loss = target_sum / jnp.maximum(target_tokens, 1.0)
     replay_loss = replay_sum / jnp.maximum(replay_tokens, 1.0)
@@ -121,7 +121,7 @@ def make_eval_step(graphdef):
 
   def eval_step(params, batch: Batch):
     model, h_BxLxD = _hidden(graphdef, params, batch)
-    nll_BxL = losses.head_nll(h_BxLxD, model.head_weight(), batch["targets"])
+    nll_BxL = losses.head_nll(h_BxLxD, model.head_weight(), batch["targets"], model.cfg.vocab_size)
     mask = batch["loss_mask"].astype(jnp.float32)
     return jnp.sum(nll_BxL * mask), jnp.sum(mask)
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The trainer's compilation cache (cpt_jax/compile_cache.py) in a temporary directory, never the user's.
+os.environ["CPT_JAX_COMPILE_CACHE"] = os.path.join(tempfile.gettempdir(), "cpt_jax_test_jit_cache")
 
 _SUBJECTS = "the old king|a young girl|my brother|the farmer|her mother|the small dog|a tired soldier".split("|")
 _VERBS = "saw|loved|followed|found|called|helped|watched|feared".split("|")

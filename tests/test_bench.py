@@ -1,5 +1,6 @@
 """tools/bench.py --quick: every figure of docs/performance.md is present and sane (no timing thresholds here)."""
 
+import importlib.util
 import json
 import math
 import os
@@ -34,3 +35,21 @@ def test_quick_bench_prints_every_figure(tmp_path):
   assert "6*(non-embedding params + V*D) + 12*L*T*D" == f["accounting"]
   assert r["device"].startswith("cpu")
   assert set(r["passed"]) == set(r["goals"]) and all(isinstance(v, bool) for v in r["passed"].values())
+
+
+def _bench_module():
+  spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  return bench
+
+
+def test_gpt2_runs_as_plumbing_on_a_cpu_and_compile_seconds_are_measured():
+  """`--config configs/gpt2.py:124m` on a CPU: a reduced batch, flagged; `--compile`'s measurement runs."""
+  bench = _bench_module()
+  gpt2 = bench.load_config(str(ROOT / "configs" / "gpt2.py") + ":124m", {})
+  assert gpt2.model.num_layers == 12 and gpt2.model.scan_layers and bench.plumbing_only(gpt2)
+  assert not bench.plumbing_only(bench.load_config(str(ROOT / "configs" / "pretrain_tiny.py"), bench.REFERENCE))
+  tiny = {"model.num_layers": 2, "model.d_model": 32, "model.num_heads": 2, "model.max_len": 16,
+          "data.batch_size": 4, "data.vocab_size": 256, "model.scan_layers": True}
+  assert _positive(bench.compile_seconds(bench.load_config(str(ROOT / "configs" / "pretrain_tiny.py"), tiny)))

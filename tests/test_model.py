@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from cpt_jax import model as model_lib
+from cpt_jax import losses, model as model_lib, sampling
 
 
 def run(m, *args, **kwargs):
@@ -77,3 +77,90 @@ def test_flops_per_token_accounting():
   cfg, _ = _model()
   want = 6 * (model_lib.non_embedding_params(cfg) + 97 * 32) + 12 * 2 * 24 * 32
   assert model_lib.flops_per_token(cfg, 24) == want
+
+
+
+def _logits_and_grads(graphdef, params, tokens):
+  """Jitted: logits and the gradient of a scalar of them (every parameter gets one)."""
+  def f(p):
+    logits = nnx.merge(graphdef, p)(tokens)
+    return jnp.mean(jax.nn.logsumexp(logits, -1)), logits
+  (_, logits), grads = jax.jit(jax.value_and_grad(f, has_aux=True))(params)
+  return logits, grads
+
+
+def _assert_trees_close(a, b, atol):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=atol), a, b)
+
+
+def test_scan_layout_is_the_loop_layout_stacked_under_every_remat_policy():
+  """Same seed, same numbers: the scan layout's parameters are the loop layout's stacked; logits, gradients and
+  the KV cache agree, with remat full (scan) and dots_saveable (loop) against none (loop)."""
+  _, loop = _model(num_layers=3)
+  cfg_scan, scan = _model(num_layers=3, scan_layers=True, remat="full")
+  loop_params, scan_params = (nnx.to_pure_dict(nnx.state(m)) for m in (loop, scan))
+  assert set(loop_params) - {"blocks"} == set(scan_params) - {"layers"}
+  _assert_trees_close(model_lib.convert_layout(loop_params, True), scan_params, 0)
+  _assert_trees_close(model_lib.convert_layout(scan_params, False), loop_params, 0)
+  tokens = jax.random.randint(jax.random.key(0), (2, 20), 0, cfg_scan.vocab_size)
+  full, loop_grads = _logits_and_grads(nnx.graphdef(loop), loop_params, tokens)
+  for graphdef, params, layout in ((nnx.graphdef(scan), scan_params, True),
+                                   (nnx.graphdef(_model(num_layers=3, remat="dots_saveable")[1]), loop_params, False)):
+    logits, grads = _logits_and_grads(graphdef, params, tokens)
+    np.testing.assert_allclose(logits, full, atol=2e-5)
+    _assert_trees_close(model_lib.convert_layout(grads, False), loop_grads, 2e-6)
+    assert model_lib.layout_of(grads) == ("scan" if layout else "loop")
+
+  @jax.jit
+  def decode_in_two_chunks(p):
+    model = nnx.merge(nnx.graphdef(scan), p)
+    cache = model_lib.KVCache.zeros(cfg_scan, 2, 8)
+    first, cache = model(tokens[:, :8], cache=cache)
+    rest, cache = model(tokens[:, 8:], cache=cache.grow(20))
+    return jnp.concatenate([first, rest], 1), [k.shape for k in cache.k]
+
+  decoded, k_shapes = decode_in_two_chunks(scan_params)
+  assert k_shapes == [(2, 4, 20, 8)] * 3  # one buffer per layer in either layout (decoding runs layer by layer)
+  np.testing.assert_allclose(decoded, full, atol=2e-5)
+
+
+def test_remat_accepts_the_older_booleans():
+  assert model_lib.ModelConfig(vocab_size=8, remat=True).remat == "full"
+  assert model_lib.ModelConfig(vocab_size=8, remat="false").remat == "none"
+  with pytest.raises(ValueError, match="remat='some'"):
+    model_lib.ModelConfig(vocab_size=8, remat="some")
+
+
+def test_padded_vocabulary_never_reaches_loss_sampling_or_export():
+  """vocab 97 padded to 128: the padding rows start at zero, their logits are the lowest f32, the loss and its
+  gradient equal the unpadded model's, and exporting drops them."""
+  cfg, m = _model(vocab_multiple=64, tie_embeddings=False)
+  assert cfg.padded_vocab == 128 and model_lib.total_params(cfg) == model_lib.count_params(
+      nnx.to_pure_dict(nnx.state(m))) - 31 * 32 * 2
+  params = nnx.to_pure_dict(nnx.state(m))
+  assert not np.any(params["wte"][97:]) and not np.any(params["w_head"][:, 97:])
+  params["wte"] = params["wte"].at[97:].set(5.0)  # padding rows holding anything: still invisible
+  params["w_head"] = params["w_head"].at[:, 97:].set(5.0)
+  cfg_plain, plain = _model(tie_embeddings=False)
+  graphdef, graphdef_plain = nnx.graphdef(m), nnx.graphdef(plain)
+  tokens = jax.random.randint(jax.random.key(3), (2, 12), 0, 97)
+
+  def loss(p, gd, vocab):
+    model = nnx.merge(gd, p)
+    h, _ = model.hidden(tokens[:, :-1])
+    return jnp.mean(losses.head_nll(h, model.head_weight(), tokens[:, 1:], vocab)), model.logits(h)
+
+  (l_pad, logits_pad), g_pad = jax.jit(jax.value_and_grad(lambda p: loss(p, graphdef, 97), has_aux=True))(params)
+  exported = model_lib.unpadded(params, cfg)
+  (l_plain, logits_plain), g_plain = jax.jit(jax.value_and_grad(
+      lambda p: loss(p, graphdef_plain, 97), has_aux=True))(exported)
+  np.testing.assert_allclose(l_pad, l_plain, rtol=1e-6)
+  np.testing.assert_allclose(logits_pad[..., :97], logits_plain, atol=1e-5)
+  assert np.all(logits_pad[..., 97:] == np.finfo(np.float32).min)
+  assert not np.any(g_pad["wte"][97:]) and not np.any(g_pad["w_head"][:, 97:])
+  _assert_trees_close(model_lib.unpadded(g_pad, cfg), g_plain, 1e-6)
+  # a flat distribution over the real vocabulary: 1,000 draws never give a padding id
+  flat = jax.tree.map(jnp.zeros_like, params)
+  sample = sampling.make_sampler(graphdef, cfg, batch=100, length=10)
+  assert int(jnp.max(sample(flat, jax.random.key(0)))) < 97

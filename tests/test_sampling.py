@@ -33,6 +33,8 @@ def test_greedy_decoder_matches_unbatched_argmax(tiny):
   cfg, graphdef, params = tiny
 
   class Tok:  # ids as text, so the test needs no tokenizer model
+    bos_id, eos_id, pad_id = BOS, 3, 0
+
     def encode(self, text):
       return [int(t) for t in text.split()]
 
