@@ -1,47 +1,50 @@
 """Self-generated replay sampled on the fly: rows from the frozen start model (BOS prompt, temperature 1,
 full context), made in chunks during adaptation. `cpt_jax.replay_dataset` writes such rows ahead as a dataset.
 
-On the fly, chunk c of batch shard k is sampled with key fold_in(fold_in(seed, k), c) and used once: the stream's state
-is (chunk, row), so a resumed run regenerates the same chunk and continues at the same row, and no sample
-is ever reused.
+As a Grain dataset, like every other stream (cpt_jax/data/pipeline.py):
+
+  MapDataset.range(∞) → .map(chunk c ↦ sampler(params, fold_in(key, c)))   [C, L+1] tokens, one device call
+    → .to_iter_dataset()  → FlatMapIterDataset(chunk → its C rows)
+
+Chunk c is always sampled with the same key, and the iterator's state is (chunk, row within it): a resumed
+run regenerates the same chunk and continues at the same row, and no sample is ever reused. There is one
+global sequence of chunks, which batch shards slice like any other stream's rows.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
+import grain
 import jax
 import numpy as np
 
 from cpt_jax.data.pipeline import Row
 
 
-class SelfReplayStream:
-  """A packer-like stream of replay rows: chunks of rows from `sampler(params, fold_in(key, chunk))`."""
+class _ChunkRows(grain.experimental.FlatMapTransform):
+  """A chunk of sampled sequences [C, L+1] → its C rows."""
 
-  def __init__(self, sampler, params, key, chunk_rows: int):
-    self._sampler, self._params, self._key, self._chunk_rows = sampler, params, key, chunk_rows
-    self.chunk, self.row, self._rows = 0, 0, None
+  def __init__(self, chunk_rows: int):
+    self.max_fan_out = chunk_rows
 
-  @property
-  def state(self):
-    return {"chunk": self.chunk, "row": self.row}
+  def flat_map(self, tokens_CxT: np.ndarray) -> list[Row]:
+    n = tokens_CxT.shape[1] - 1
+    ones, positions = np.ones(n, np.float32), np.arange(n, dtype=np.int32)
+    return [{"inputs": t[:-1], "targets": t[1:], "loss_mask": ones, "positions": positions,
+             "segment_ids": np.ones(n, np.int32)} for t in tokens_CxT]
 
-  def set_state(self, state):
-    self.chunk, self.row, self._rows = int(state["chunk"]), int(state["row"]), None
 
-  def __iter__(self):
-    return self
+def self_replay_rows(sampler, params, key, chunk_rows: int) -> grain.IterDataset:
+  """Rows sampled from `params` by `sampler(params, key) -> [chunk_rows, L+1]`, chunk c with fold_in(key, c)."""
 
-  def __next__(self) -> Row:
-    if self.row >= self._chunk_rows:
-      self.chunk, self.row, self._rows = self.chunk + 1, 0, None
-    if self._rows is None:
-      self._rows = np.asarray(self._sampler(self._params, jax.random.fold_in(self._key, self.chunk)))
-      logging.info("self-replay: sampled chunk %d (%d rows)", self.chunk, self._chunk_rows)
-    tokens = self._rows[self.row]
-    self.row += 1
-    n = len(tokens) - 1
-    return {"inputs": tokens[:-1], "targets": tokens[1:], "loss_mask": np.ones(n, np.float32),
-            "positions": np.arange(n, dtype=np.int32), "segment_ids": np.ones(n, np.int32)}
+  def sample(chunk: int) -> np.ndarray:
+    tokens_CxT = np.asarray(sampler(params, jax.random.fold_in(key, chunk)))
+    logging.info("self-replay: sampled chunk %d (%d rows)", chunk, chunk_rows)
+    return tokens_CxT
 
+  chunks = grain.MapDataset.range(sys.maxsize).map(sample)
+  # One chunk at a time, when its rows are needed: a chunk is a whole sampling call on the device.
+  reader = chunks.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+  return grain.experimental.FlatMapIterDataset(reader, _ChunkRows(chunk_rows))

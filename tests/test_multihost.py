@@ -1,6 +1,6 @@
 """Multi-process training on one machine: 2 processes × 4 fake CPU devices (jax.distributed on 127.0.0.1)
-give the same losses as 1 process × 8 devices, and their checkpoint resumes in 1 process (same losses) and on
-4 devices with another mesh (parameters resharded; the data order cannot carry over: one warning)."""
+give the same losses as 1 process × 8 devices, and their checkpoint resumes in 1 process and on 4 devices with
+another mesh (parameters resharded, 4 batch shards instead of 8): the same losses."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def test_two_processes_match_one_and_resume_anywhere(env):
   moved = root / "moved"
   shutil.copytree(multi, moved)
   # ... and on 1 process × 4 devices, mesh data=2 × fsdp=2: parameters and moments are resharded by Orbax;
-  # 4 batch shards instead of 8, so the data order cannot carry over.
+  # 4 batch shards instead of 8 slice the same global batches.
   resumed, moved_run = _concurrently(
       lambda: _train(env, multi, 1, 8),
       lambda: _train(env, moved, 1, 4, "--config.mesh.data=2", "--config.mesh.fsdp=2"))
@@ -102,8 +102,8 @@ def test_two_processes_match_one_and_resume_anywhere(env):
 
   _check(moved_run, 0)
   err = moved_run[0].stderr
-  assert err.count("data order cannot carry over") == 1 and "8 batch shards" in err and "has 4" in err, err[-3000:]
+  assert "data order cannot carry over" not in err, err[-3000:]
   moved_losses = _losses(moved)
   assert sorted(moved_losses) == list(range(1, STEPS + 1))
-  # the restored weights are really used: the next loss is near the uninterrupted run's, far below a fresh model's
-  assert abs(moved_losses[STOP + 1] - want[STOP + 1]) < 0.25 < want[1] - want[STOP + 1], (moved_losses, want)
+  # 4 batch shards slice the same global order of rows: the uninterrupted run's losses
+  assert max(abs(moved_losses[s] - want[s]) for s in moved_losses) <= 1e-5, (moved_losses, want)

@@ -1,35 +1,46 @@
-"""Grain pipelines from records to packed training rows, with exactly resumable state.
+"""Grain pipelines from records to training batches: one global order of rows per stream, exactly resumable.
 
-records (random access) → batch shard k of K (records k::K) → shuffle(seed, epoch) → tokenize → pack → rows.
+Every stream (target, real replay, a self-generated replay dataset) is one Grain dataset; batches zip the
+streams and cut the global batch into the step's layout:
 
-Every *global batch shard* (a slice of the batch axes, see sharding.local_batch_shards) has its own
-streams, whatever process holds it: the global batch is the same on 1 process × 8 devices as on
-2 processes × 4, and a checkpoint's data state carries over exactly whenever the number of batch shards is
-unchanged (docs/multihost.md).
+  MapDataset.source(records)
+    → .shuffle(seed) → .repeat()                    each epoch reshuffled (Grain reseeds per epoch)
+    → .map(tokenize)                                 text: doc + EOS | example: BOS prompt completion EOS
+    → .to_iter_dataset()                             tokenized in Grain's reader threads
+    → pack:  text     ConcatThenSplitIterDataset(L)  → .map(BOS + chunk)        rows that start with BOS
+             example  FirstFitPackIterDataset(L, 1 bin, in order)               whole examples, per-example
+                                                                                  positions and segment ids
+             tokens   (records already are rows of L+1 tokens)
+    → .batch(rows of this stream per global batch)
+  ZipIterDataset([target batches, replay batches])     self-replay on the fly: cpt_jax/replay.py, same shape
+    → .map(shard layout)                              per batch shard k: its target rows, then its replay rows
+    → ThreadPrefetchIterDataset(buffer)               made ahead on a background thread; bounded buffer
 
-Packing is done by small iterators whose whole state is a few integers (epoch, index, offset), so a
-checkpoint restores the exact next row, and a resumed run continues the batches bit for bit. Three ways
-to pack, by what a record holds:
-- "text": documents are concatenated, each followed by EOS, and cut into rows; every row starts with
-  BOS (as in Marek et al.: the row-start token is what self-generated replay is prompted with).
-- "prompt"+"completion" (bAbI and other tasks): whole examples, first-fit in order, never split;
-  positions restart and attention is masked per example (segment ids); the loss may be answer-only.
-- "tokens" (self-generated replay): each record already is a row.
+The order of rows does not depend on how many batch shards (mesh.data × mesh.fsdp) or processes there are:
+global batch t is rows [t·n, (t+1)·n) of each stream, and batch shard k of K takes the k-th K-th of each
+stream's rows. So a checkpoint's data state (the Grain iterator's state, a small JSON dict) resumes the same
+sequence of global batches on any topology (docs/multihost.md). Each process runs the whole pipeline and
+keeps its batch shards' rows.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import math
-from typing import Any, Callable, Iterator, Protocol, Sequence
+import threading
+from typing import Any, Protocol, Sequence
 
 import grain
 import numpy as np
 
 from cpt_jax.data.records import DataError
-from cpt_jax.data.tokenizer import BOS, EOS, PAD, Tokenizer
+from cpt_jax.data.tokenizer import Tokenizer
 
 Row = dict[str, np.ndarray]  # inputs, targets, loss_mask, positions, segment_ids: each [L]
+ROW_KEYS = ("inputs", "targets", "loss_mask", "positions", "segment_ids")
+STATE_VERSION = 2  # checkpointed data states before it were per batch shard (k::K records), not one global order
+# Tokenization runs in Grain's reader threads, a few documents ahead of packing.
+READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=64)
 
 
 class Source(Protocol):
@@ -49,166 +60,103 @@ def record_kind(record: dict[str, Any]) -> str:
   raise DataError(f"record has fields {sorted(record)}; expected 'text', 'prompt'+'completion' or 'tokens'")
 
 
-class _Epochs:
-  """Record i of epoch e of one batch shard's records, reshuffled every epoch (Grain MapDataset)."""
-
-  def __init__(self, source: Source, seed: int, shuffle: bool, shard_index: int, shard_count: int,
-               transform: Callable[[dict[str, Any]], Any]):
-    self._base = grain.MapDataset.source(source)[shard_index::shard_count]
-    self.source_len, self.shard_index, self.shard_count = len(source), shard_index, shard_count
-    if len(self._base) == 0:
-      raise DataError(f"{source!r} has {len(source)} records: too few for {shard_count} batch shards "
-                      "(mesh.data × mesh.fsdp); give more (or smaller) documents, or fewer data shards")
-    self._seed, self._shuffle, self._transform = seed, shuffle, transform
-    self._epoch, self._ds = -1, None
-
-  def __len__(self) -> int:
-    return len(self._base)
-
-  def get(self, epoch: int, index: int):
-    if epoch != self._epoch:
-      ds = self._base.shuffle(seed=self._seed + 7919 * epoch) if self._shuffle else self._base
-      self._ds, self._epoch = ds.map(self._transform), epoch
-    return self._ds[index]
+def _text_row(bos: int, chunk: dict[str, np.ndarray]) -> Row:
+  """L tokens of the concatenated documents → a row that starts with BOS (inputs) and predicts them (targets)."""
+  targets_L = chunk["tokens"].astype(np.int32)
+  n = len(targets_L)
+  inputs_L = np.concatenate([np.array([bos], np.int32), targets_L[:-1]])
+  return {"inputs": inputs_L, "targets": targets_L, "loss_mask": np.ones(n, np.float32),
+          "positions": np.arange(n, dtype=np.int32), "segment_ids": np.ones(n, np.int32)}
 
 
-class Packer:
-  """Base: iterates rows; `state` / `set_state` make the iteration exactly resumable."""
-
-  def __init__(self, epochs: _Epochs, row_len: int):
-    self.epochs, self.row_len = epochs, row_len
-    self.epoch, self.index = 0, 0
-
-  def _next_item(self):
-    if self.index >= len(self.epochs):
-      self.epoch, self.index = self.epoch + 1, 0
-    item = self.epochs.get(self.epoch, self.index)
-    self.index += 1
-    return item
-
-  @property
-  def state(self) -> dict[str, int]:
-    return {"epoch": self.epoch, "index": self.index}
-
-  def set_state(self, state: dict[str, int]) -> None:
-    self.epoch, self.index = int(state["epoch"]), int(state["index"])
-
-  def __iter__(self) -> Iterator[Row]:
-    return self
-
-  def __next__(self) -> Row:
-    raise NotImplementedError
+def _example_row(packed: dict[str, np.ndarray]) -> Row:
+  return {"inputs": packed["inputs"].astype(np.int32), "targets": packed["targets"].astype(np.int32),
+          "loss_mask": packed["loss_mask"].astype(np.float32),
+          "positions": packed["inputs_positions"].astype(np.int32),
+          "segment_ids": packed["inputs_segment_ids"].astype(np.int32)}
 
 
-def _row(tokens: np.ndarray, loss_mask: np.ndarray, positions: np.ndarray, segment_ids: np.ndarray) -> Row:
-  """tokens [L+1] → inputs/targets [L]; the other arrays describe the targets."""
-  return {"inputs": tokens[:-1].astype(np.int32), "targets": tokens[1:].astype(np.int32),
-          "loss_mask": loss_mask.astype(np.float32), "positions": positions.astype(np.int32),
-          "segment_ids": segment_ids.astype(np.int32)}
+class _TokenizeExample:
+  """BOS prompt completion EOS, shifted into inputs/targets; an example longer than a row keeps its end
+  (question and answer). How many were cut is logged once, when the share is known (`TRUNCATION_SAMPLE`
+  examples or a whole epoch)."""
+
+  TRUNCATION_SAMPLE = 2000
+
+  def __init__(self, tokenizer: Tokenizer, row_len: int, answer_only: bool, name: str, num_records: int,
+               report: bool):
+    self._tok, self._row_len, self._answer_only, self._name = tokenizer, row_len, answer_only, name
+    self._sample = min(self.TRUNCATION_SAMPLE, num_records)
+    self._seen, self._cut, self._longest = set(), 0, 0
+    self._reported = not report
+    self._lock = threading.Lock()  # Grain's reader threads call this concurrently
+
+  def _count(self, index: int, n_tokens: int) -> None:
+    with self._lock:
+      if self._reported or index >= self._sample or index in self._seen:  # the first examples of epoch 0
+        return
+      self._seen.add(index)
+      if n_tokens > self._row_len:
+        self._cut += 1
+        self._longest = max(self._longest, n_tokens)
+      if len(self._seen) >= self._sample:
+        self._reported, seen, self._seen = True, len(self._seen), set()
+        if self._cut:
+          logging.warning(
+              "%d of %d examples (%.0f %%) of %s are longer than the context of %d tokens (the longest: %d) and "
+              "lose their start; raise model.max_len or shorten the stories",
+              self._cut, seen, 100 * self._cut / seen, self._name, self._row_len, self._longest)
+
+  def __call__(self, index: int, record: dict[str, Any]) -> dict[str, np.ndarray]:
+    prompt, completion = self._tok.encode(record["prompt"]), self._tok.encode(record["completion"])
+    tokens = np.asarray([self._tok.bos_id] + prompt + completion + [self._tok.eos_id], np.int32)
+    mask = np.zeros(len(tokens), np.float32) if self._answer_only else np.ones(len(tokens), np.float32)
+    mask[1 + len(prompt):] = 1.0  # completion and EOS; index 0 (BOS) is never a target
+    self._count(index, len(tokens) - 1)
+    tokens, mask = tokens[-(self._row_len + 1):], mask[-(self._row_len + 1):]
+    return {"inputs": tokens[:-1], "targets": tokens[1:], "loss_mask": mask[1:]}
 
 
-class ConcatPacker(Packer):
-  """Documents + EOS, concatenated and cut into rows of L tokens, each row prefixed with BOS."""
-
-  def __init__(self, epochs: _Epochs, row_len: int):
-    super().__init__(epochs, row_len)
-    self.offset, self._doc = 0, None
-
-  @property
-  def state(self):
-    return {**super().state, "offset": self.offset}
-
-  def set_state(self, state):
-    super().set_state(state)
-    self.offset, self._doc = int(state["offset"]), None
-    if self.offset:  # re-read the partly consumed document
-      self.index -= 1
-      self._doc = self._next_item()
-
-  def __next__(self) -> Row:
-    out = [np.array([BOS], np.int32)]
-    need = self.row_len
-    while need > 0:
-      if self._doc is None or self.offset >= len(self._doc):
-        self._doc, self.offset = self._next_item(), 0
-      take = self._doc[self.offset:self.offset + need]
-      out.append(take)
-      self.offset += len(take)
-      need -= len(take)
-    tokens = np.concatenate(out)
-    n = self.row_len
-    return _row(tokens, np.ones(n), np.arange(n), np.ones(n))
+def _token_row(row_len: int):
+  def row(record: dict[str, Any]) -> Row:
+    tokens = np.asarray(record["tokens"], np.int32)
+    if len(tokens) != row_len + 1:
+      raise DataError(f"a pre-tokenized record has {len(tokens)} tokens; the context needs {row_len + 1}")
+    return {"inputs": tokens[:-1], "targets": tokens[1:], "loss_mask": np.ones(row_len, np.float32),
+            "positions": np.arange(row_len, dtype=np.int32), "segment_ids": np.ones(row_len, np.int32)}
+  return row
 
 
-class ExamplePacker(Packer):
-  """Whole (prompt, completion) examples packed first-fit in order; pads the row's tail.
-
-  An example that does not fit ends the row and is fetched again for the next one, so the state
-  (epoch, index) always points at the first example not yet placed.
-  """
-
-  def __init__(self, epochs: _Epochs, row_len: int):
-    super().__init__(epochs, row_len)
-    self._warned = False
-
-  def __next__(self) -> Row:
-    L = self.row_len
-    inputs, targets, mask, pos, seg = (np.full(L, PAD, np.int32), np.full(L, PAD, np.int32),
-                                       np.zeros(L, np.float32), np.zeros(L, np.int32), np.zeros(L, np.int32))
-    used, segment = 0, 0
-    while True:
-      before = (self.epoch, self.index)
-      tokens, example_mask = self._next_item()
-      if len(tokens) - 1 > L:  # longer than a row: keep the end (question and answer)
-        if not self._warned:
-          logging.warning("an example of %d tokens exceeds the context %d; its start is cut", len(tokens), L)
-          self._warned = True
-        tokens, example_mask = tokens[-(L + 1):], example_mask[-(L + 1):]
-      n = len(tokens) - 1
-      if used + n > L:
-        self.epoch, self.index = before
-        break
-      segment += 1
-      inputs[used:used + n], targets[used:used + n] = tokens[:-1], tokens[1:]
-      mask[used:used + n], pos[used:used + n], seg[used:used + n] = example_mask[1:], np.arange(n), segment
-      used += n
-    return {"inputs": inputs, "targets": targets, "loss_mask": mask, "positions": pos, "segment_ids": seg}
-
-
-class RowPacker(Packer):
-  """Records that are already rows of L+1 tokens (self-generated replay)."""
-
-  def __next__(self) -> Row:
-    tokens = np.asarray(self._next_item(), np.int32)
-    if len(tokens) != self.row_len + 1:
-      raise DataError(f"a pre-tokenized record has {len(tokens)} tokens; the context needs {self.row_len + 1}")
-    n = self.row_len
-    return _row(tokens, np.ones(n), np.arange(n), np.ones(n))
-
-
-def make_packer(source: Source, tokenizer: Tokenizer, row_len: int, seed: int, shuffle: bool = True,
-                shard_index: int = 0, shard_count: int = 1, answer_only: bool = True) -> Packer:
+def rows(source: Source, tokenizer: Tokenizer, row_len: int, seed: int, shuffle: bool = True,
+         answer_only: bool = True, report: bool = True) -> grain.IterDataset:
+  """The endless stream of packed rows of `source`: shuffled by `seed` (reshuffled every epoch), tokenized,
+  packed by what a record holds (see the module docstring). `report`: log the share of cut examples."""
+  if len(source) == 0:
+    raise DataError(f"{source!r} has no records")
   kind = record_kind(source[0])
+  ds = grain.MapDataset.source(source)
+  if shuffle:
+    ds = ds.shuffle(seed=seed)
+  ds = ds.repeat()
   if kind == "text":
-    transform = lambda r: np.asarray(tokenizer.encode(r["text"]) + [EOS], np.int32)
-    cls = ConcatPacker
-  elif kind == "example":
-    def transform(r):
-      prompt, completion = tokenizer.encode(r["prompt"]), tokenizer.encode(r["completion"])
-      tokens = np.asarray([BOS] + prompt + completion + [EOS], np.int32)
-      mask = np.zeros(len(tokens), np.float32) if answer_only else np.ones(len(tokens), np.float32)
-      mask[1 + len(prompt):] = 1.0  # completion and EOS; index 0 (BOS) is never a target
-      return tokens, mask
-    cls = ExamplePacker
-  else:
-    transform = lambda r: r["tokens"]
-    cls = RowPacker
-  return cls(_Epochs(source, seed, shuffle, shard_index, shard_count, transform), row_len)
+    ds = ds.map(lambda r: {"tokens": np.asarray(tokenizer.encode(r["text"]) + [tokenizer.eos_id], np.int32)})
+    packed = grain.experimental.ConcatThenSplitIterDataset(ds.to_iter_dataset(READ_OPTIONS),
+                                                           length_struct={"tokens": row_len})
+    return packed.map(functools.partial(_text_row, tokenizer.bos_id))
+  if kind == "example":
+    ds = ds.map_with_index(_TokenizeExample(tokenizer, row_len, answer_only, repr(source), len(source), report))
+    packed = grain.experimental.FirstFitPackIterDataset(
+        ds.to_iter_dataset(READ_OPTIONS), length_struct={k: row_len for k in ("inputs", "targets", "loss_mask")},
+        padding_struct={"inputs": tokenizer.pad_id, "targets": tokenizer.pad_id, "loss_mask": 0.0},
+        num_packing_bins=1, shuffle_bins=False)  # one bin, in order: an example that does not fit starts the next row
+    return packed.map(_example_row)
+  return ds.map(_token_row(row_len)).to_iter_dataset(READ_OPTIONS)
 
 
-def take_rows(packer: Packer, n: int) -> Row:
-  rows = [next(packer) for _ in range(n)]
-  return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+def take(stream: grain.IterDataset, n: int) -> Row:
+  """The first `n` rows of a stream, stacked: [n, L] each."""
+  it = iter(stream.batch(n))
+  return next(it)
 
 
 def source_unigram_entropy(source: Source, tokenizer: Tokenizer, max_tokens: int = 5_000_000) -> float:
@@ -216,7 +164,7 @@ def source_unigram_entropy(source: Source, tokenizer: Tokenizer, max_tokens: int
   counts = np.zeros(tokenizer.vocab_size, np.int64)
   seen = 0
   for i in range(len(source)):
-    ids = tokenizer.encode(source[i]["text"]) + [EOS]
+    ids = tokenizer.encode(source[i]["text"]) + [tokenizer.eos_id]
     counts += np.bincount(ids, minlength=tokenizer.vocab_size)
     seen += len(ids)
     if seen >= max_tokens:
@@ -232,108 +180,85 @@ def unigram_entropy(targets: np.ndarray, mask: np.ndarray, vocab_size: int) -> f
   return float(-(p * np.log(p)).sum())
 
 
-class BatchLoader:
-  """Local batches in the step's layout: for each local batch shard (in global order), its target rows then
-  its replay rows (step.py relies on this). Each batch shard has its own streams.
+def shard_layout(parts: Sequence[Row], batch_shards: int, local_shards: Sequence[int],
+                 keys: Sequence[str]) -> dict[str, np.ndarray]:
+  """This process's part of a global batch in the step's layout: for each of its batch shards k (in global
+  order), the k-th `batch_shards`-th of every stream's rows, streams in order (target rows, then replay rows)."""
+  out = {}
+  for key in keys:
+    pieces = []
+    for k in local_shards:
+      for part in parts:
+        per_shard = len(part[key]) // batch_shards
+        pieces.append(part[key][k * per_shard:(k + 1) * per_shard])
+    out[key] = np.concatenate(pieces)
+  return out
 
-  State (saved per process, see checkpoint.gather_data_states):
-    {"batch_shards": K, "shards": {"<k>": {"<stream>": packer state}}} for this process's shards k.
+
+class BatchLoader:
+  """Local batches in the step's layout (step.py relies on it), prepared on a background thread.
+
+  `streams`: (name, rows dataset, rows per global batch); every count a multiple of `batch_shards`.
+  State (saved with the train state, see checkpoint.gather_data_states):
+    {"version": 2, "streams": [names], "iterator": the Grain iterator's state}, the same on every process.
   """
 
-  def __init__(self, shards: Sequence[tuple[int, Sequence[tuple[str, Packer, int]]]], keys: Sequence[str],
-               batch_shards: int):
-    self.shards = [(int(k), list(streams)) for k, streams in shards]
+  def __init__(self, streams: Sequence[tuple[str, grain.IterDataset, int]], keys: Sequence[str], batch_shards: int,
+               local_shards: Sequence[int] | None = None, prefetch: int = 2):
+    streams = [(name, ds, int(n)) for name, ds, n in streams if n]
+    for name, _, n in streams:
+      if n % batch_shards:
+        raise ValueError(f"{name}: {n} rows per batch do not split over {batch_shards} batch shards")
+    self.names = [name for name, _, _ in streams]
     self.keys, self.batch_shards = tuple(keys), int(batch_shards)
+    local = list(range(self.batch_shards)) if local_shards is None else [int(k) for k in local_shards]
+    batches = grain.experimental.ZipIterDataset([ds.batch(n, drop_remainder=True) for _, ds, n in streams])
+    ds = batches.map(lambda parts: shard_layout(parts, self.batch_shards, local, self.keys))
+    if prefetch:
+      ds = grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=prefetch)
+    self._it = iter(ds)
 
   def __iter__(self):
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
-    parts = []
-    for _, streams in self.shards:
-      for _, packer, rows in streams:
-        if rows:
-          parts.append(take_rows(packer, rows))
-    return {k: np.concatenate([p[k] for p in parts]) for k in self.keys}
+    return next(self._it)
+
+  def close(self) -> None:
+    self._it.close()
 
   @property
   def state(self) -> dict[str, Any]:
-    return {"batch_shards": self.batch_shards,
-            "shards": {str(k): {name: packer.state for name, packer, _ in streams} for k, streams in self.shards}}
+    """Of the batches taken so far (not of those prefetched)."""
+    return {"version": STATE_VERSION, "streams": self.names, "iterator": self._it.get_state()}
 
   def set_state(self, saved: dict[str, Any]) -> None:
-    """Restores from all processes' saved states ({"process_<i>": state}, as checkpointed).
-
-    Same number of batch shards: every shard continues exactly where it stopped, whichever process holds
-    it now. Otherwise the order cannot carry over: one warning, and every stream restarts as
-    `resume_position` says.
-    """
-    old_count, old = merge_shard_states(saved)
-    names = {name for _, streams in self.shards for name, _, _ in streams}
-    for k, states in old.items():
-      if set(states) != names:
-        raise DataError(f"the checkpoint's data state has streams {sorted(states)}, not {sorted(names)} "
-                        f"(batch shard {k}); was it saved by a run with another replay setting?")
-    if old_count == self.batch_shards and len(old) == old_count:
-      for k, streams in self.shards:
-        for name, packer, _ in streams:
-          packer.set_state(old[k][name])
+    """Restores from all processes' saved states ({"process_<i>": state}, as checkpointed): the global order
+    continues exactly, whatever the number of batch shards or processes now."""
+    states = [saved[k] for k in sorted(saved, key=lambda s: int(s.rsplit("_", 1)[-1]))]
+    if not states:
+      raise DataError("the checkpoint holds no data state")
+    state = states[0]
+    if state.get("version") != STATE_VERSION:
+      logging.warning(
+          "data order cannot carry over: the checkpoint's data state was saved per batch shard (records k::shards) "
+          "by an older version; this version reads one global order that batch shards slice. The data streams "
+          "start again from the beginning of their order.")
       return
-    msg = []
-    for k, streams in self.shards:
-      for name, packer, _ in streams:
-        state, how = resume_position(name, packer, [old[j][name] for j in sorted(old)], old_count)
-        packer.set_state(state)
-        if k == self.shards[0][0]:
-          msg.append(how)
-    logging.warning(
-        "data order cannot carry over: the checkpoint was saved with %d batch shards (mesh.data × mesh.fsdp), "
-        "this run has %d, and each batch shard reads its own records (k::shards). Instead, %s.",
-        old_count, self.batch_shards, "; ".join(msg))
+    if any(s != state for s in states[1:]):
+      raise DataError("the checkpoint's data states differ between processes; were they saved by one run?")
+    if list(state["streams"]) != self.names:
+      raise DataError(f"the checkpoint's data state has streams {state['streams']}, not {self.names}; was it "
+                      "saved by a run with another replay setting?")
+    self._it.set_state(_from_json(state["iterator"]))
 
 
-def merge_shard_states(saved: dict[str, Any]) -> tuple[int, dict[int, dict[str, Any]]]:
-  """(saved batch-shard count, {shard: {stream: state}}) from every process's saved loader state.
-
-  Checkpoints from before per-shard streams held one stream per process reading records p::P: they read
-  as P batch shards (exact when the new run has P batch shards, e.g. 1 process × 1 device).
-  """
-  shards: dict[int, dict[str, Any]] = {}
-  count = 0
-  for key in sorted(saved, key=lambda s: int(s.rsplit("_", 1)[-1])):
-    state = saved[key]
-    if "shards" in state:
-      count = int(state["batch_shards"])
-      shards.update({int(k): v for k, v in state["shards"].items()})
-    else:  # legacy: {"target": …, "replay": …} of process p
-      count = len(saved)
-      shards[int(key.rsplit("_", 1)[-1])] = state
-  return count, shards
-
-
-def resume_position(name: str, packer, old_states: list[dict[str, int]], old_count: int):
-  """(new state, what was done) for a stream whose batch shard did not exist in the checkpoint.
-
-  Record streams: the saved shards had consumed a fraction f of an epoch on average (epochs + records
-  read / shard size); each new shard starts epoch floor(f) at the same fraction of its own records, so the
-  run continues with about as many tokens seen per record, without restarting the data from the start.
-  Self-replay chunks: every new stream starts after the newest chunk any saved stream sampled, so no sample
-  is reused.
-  """
-  if "chunk" in old_states[0]:
-    chunk = max(int(s["chunk"]) for s in old_states) + 1
-    return {"chunk": chunk, "row": 0}, f"{name} streams sample fresh chunks from chunk {chunk}"
-  epochs = packer.epochs
-  n = epochs.source_len
-  sizes = [len(range(j, n, old_count)) for j in range(old_count)]
-  fractions = [int(s["epoch"]) + int(s["index"]) / max(1, sizes[j] if j < len(sizes) else len(epochs))
-               for j, s in enumerate(old_states)]
-  f = sum(fractions) / len(fractions)
-  epoch = int(math.floor(f))
-  index = min(len(epochs), round((f - epoch) * len(epochs)))
-  state = {"epoch": epoch, "index": index}
-  if isinstance(packer, ConcatPacker):
-    state["offset"] = 0
-  return state, (f"{name} streams restart at epoch {epoch}, {100 * (f - epoch):.1f}% into their shard's "
-                 f"reshuffled records (the saved streams' mean position), so data is neither restarted nor "
-                 "skipped wholesale, though single records may repeat or be missed in this epoch")
+def _from_json(state: Any) -> Any:
+  """A Grain iterator state as it was before its JSON round trip: ConcatThenSplitIterDataset compares its
+  slices with the tuple (-1, -1), and JSON gives them back as lists."""
+  if isinstance(state, dict):
+    return {k: ({f: tuple(sl) for f, sl in v.items()} if k == "remainder_slices" else _from_json(v))
+            for k, v in state.items()}
+  if isinstance(state, list):
+    return [_from_json(v) for v in state]
+  return state
