@@ -17,16 +17,16 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from cpt_jax import checkpoint as ckpt_lib, config as config_lib, model as model_lib, objective as objective_lib
 from cpt_jax import paths, sampling, sharding, step as step_lib
 from cpt_jax.data import pipeline, sources
 from cpt_jax.data.records import DataError, RecordSource
-from cpt_jax.data.tokenizer import Tokenizer, copy_tokenizer, train_tokenizer
+from cpt_jax.data.tokenizer import Tokenizer, copy_tokenizer, load_tokenizer, run_tokenizer_path, train_tokenizer
 from cpt_jax.objective import Objective
-from cpt_jax.replay import SelfReplayStream
+from cpt_jax.replay import self_replay_rows
 
-TOKENIZER_FILE = "tokenizer.model"
 CONFIG_FILE = "config.json"
 
 
@@ -44,19 +44,19 @@ def resolve_tokenizer(cfg, workdir: str, data_dir: Path) -> Tokenizer:
 
   Order: the workdir's own copy (resume) > data.tokenizer > init_from's (adapt) > trained from data.base.
   """
-  own = paths.path(workdir) / TOKENIZER_FILE
+  own = run_tokenizer_path(workdir)
   if own.exists():
-    tok = Tokenizer(own)
-    other = Tokenizer(cfg.data.tokenizer) if cfg.data.tokenizer else tok
+    tok = load_tokenizer(own)
+    other = load_tokenizer(cfg.data.tokenizer) if cfg.data.tokenizer else tok
     if other.model_bytes != tok.model_bytes:
       raise DataError(f"data.tokenizer={cfg.data.tokenizer} (vocab {other.vocab_size}) is not the tokenizer this "
                       f"workdir was trained with ({own}, vocab {tok.vocab_size}); resume without data.tokenizer, "
                       "or start a new --workdir")
     return tok
   if cfg.data.tokenizer:
-    tok = Tokenizer(cfg.data.tokenizer)
+    tok = load_tokenizer(cfg.data.tokenizer)
   elif cfg.stage == "adapt":
-    tok = Tokenizer(paths.path(cfg.init_from) / TOKENIZER_FILE)
+    tok = load_tokenizer(run_tokenizer_path(cfg.init_from))
   else:
     base = cfg.data.base
     path = data_dir / "tokenizers" / f"{base.kind}_{base.name or 'data'}_v{cfg.data.vocab_size}.model"
@@ -66,22 +66,33 @@ def resolve_tokenizer(cfg, workdir: str, data_dir: Path) -> Tokenizer:
       source = sources.open_source(base, base.train_split, data_dir, cfg.seed)
       tok = train_tokenizer(sources.iter_texts(source, 20_000_000), path, cfg.data.vocab_size)
   if jax.process_index() == 0:
-    return copy_tokenizer(tok, own)
+    return copy_tokenizer(tok, workdir)
   return tok
 
 
+ARCHITECTURE = ("num_layers", "d_model", "num_heads", "mlp_ratio", "max_len", "tie_embeddings", "vocab_multiple")
+
+
 def model_config(cfg, tokenizer: Tokenizer) -> model_lib.ModelConfig:
-  """Adapt runs take the architecture from the run they start from; a differing field is overridden."""
+  """Adapt runs take the architecture from the run they start from; a differing field is overridden. The
+  layer layout (model.scan_layers) is not architecture: the start weights are converted if it differs.
+  The attention implementation is resolved (and logged) here, so a platform that cannot run it fails early."""
   model_cfg = cfg.model
   if cfg.stage == "adapt":
     saved = load_run_config(cfg.init_from)
-    arch = {k: saved.model[k] for k in ("num_layers", "d_model", "num_heads", "mlp_ratio", "max_len", "tie_embeddings")}
+    arch = {k: saved.model[k] for k in ARCHITECTURE if k in saved.model}
+    arch.setdefault("vocab_multiple", 1)  # a run from before vocabulary padding existed
     changed = {k: (model_cfg[k], v) for k, v in arch.items() if model_cfg[k] != v}
     if changed:
       logging.info("adapt: architecture taken from %s (config had %s)", cfg.init_from, changed)
     with model_cfg.unlocked():
       model_cfg.update(arch)
-  return model_lib.ModelConfig.from_config(model_cfg, tokenizer.vocab_size)
+  model = model_lib.ModelConfig.from_config(model_cfg, tokenizer.vocab_size)
+  try:
+    model_lib.attention_implementation(model.attention_impl, model.compute_dtype, model.head_dim)
+  except ValueError as e:
+    raise config_lib.ConfigError(f"config field {e}") from None
+  return model
 
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
@@ -99,7 +110,7 @@ def model_bundle(model_cfg: model_lib.ModelConfig, mesh) -> ModelBundle:
                                           is_leaf=lambda x: isinstance(x, nnx.Variable)))
   abstract_params = nnx.to_pure_dict(abstract_state)
   shardings = sharding.param_shardings(logical, abstract_params, mesh)
-  return ModelBundle(model_cfg, graphdef, abstract_params, shardings, model_lib.count_params(abstract_params))
+  return ModelBundle(model_cfg, graphdef, abstract_params, shardings, model_lib.total_params(model_cfg))
 
 
 def sharded_abstract(abstract, shardings):
@@ -124,6 +135,27 @@ def state_shardings(bundle: ModelBundle, optimizer, mesh):
       transform_non_params=lambda _: sharding.replicated(mesh))
   shardings = {"step": sharding.replicated(mesh), "params": bundle.param_shardings, "opt_state": opt_shardings}
   return abstract_state, shardings
+
+
+def restore_weights(checkpointer: ckpt_lib.Checkpointer, target: Any, step: int | None = None):
+  """(step, params, None, meta) of a weights-only restore into `target` (sharded abstract parameters); a
+  checkpoint saved with the other layer layout (model.scan_layers) is read in its own layout, converted and
+  placed with `target`'s shardings (the layer axis is never sharded, so the other layout's shardings follow)."""
+  try:
+    return checkpointer.restore(target, step=step, weights_only=True)
+  except ckpt_lib.LayoutMismatch as e:
+    saved_scan = e.saved_layout == "scan"
+    mesh = jax.tree.leaves(target)[0].sharding.mesh
+    abstract = lambda shape, dtype, spec: jax.ShapeDtypeStruct(shape, dtype, sharding=NamedSharding(mesh, P(*spec)))
+    stack = lambda xs: abstract((len(xs),) + xs[0].shape, xs[0].dtype, (None, *xs[0].sharding.spec))
+    take = lambda x, i: abstract(x.shape[1:], x.dtype, tuple(x.sharding.spec)[1:])
+    saved_target = model_lib.convert_layout(target, saved_scan, stack=stack, take=take)
+    logging.info("%s: step %d holds the %s layout of the blocks; converting", checkpointer.directory, e.step,
+                 e.saved_layout)
+    s, params, data, meta = checkpointer.restore(saved_target, step=e.step, weights_only=True)
+    out_shardings = jax.tree.map(lambda x: x.sharding, target)
+    params = jax.jit(lambda p: model_lib.convert_layout(p, not saved_scan), out_shardings=out_shardings)(params)
+    return s, params, data, meta
 
 
 def token_budget(cfg, num_params: int) -> int:
@@ -161,23 +193,21 @@ def resolve_objective(cfg, mesh, train_src: sources.Source | None = None) -> Obj
 
 
 def make_loader(cfg, tokenizer: Tokenizer, mesh, train_src: sources.Source, objective: Objective,
-                replay_stream=None) -> pipeline.BatchLoader:
-  """Training batches: for each batch shard k this process holds, a target stream (+ a replay stream) that
-  reads records k::batch_shards, so the global batch does not depend on the process count."""
-  row_len, n = cfg.model.max_len, objective.batch_shards
-  shards = []
-  for k in sharding.local_batch_shards(mesh):
-    streams = [("target", pipeline.make_packer(train_src, tokenizer, row_len, cfg.seed, True, k, n,
-                                               cfg.data.answer_only), objective.target_rows_per_shard)]
-    if objective.has_replay:
-      streams.append(("replay", replay_stream(k, n), objective.replay_rows_per_shard))
-    shards.append((k, streams))
-  return pipeline.BatchLoader(shards, objective.batch_keys, n)
+                replay_rows=None) -> pipeline.BatchLoader:
+  """Training batches: one global order of target rows (+ replay rows) that this process's batch shards
+  slice, so the global batches depend neither on the process count nor on the number of batch shards."""
+  n = objective.batch_shards
+  target = pipeline.rows(train_src, tokenizer, cfg.model.max_len, cfg.seed, True, cfg.data.answer_only,
+                         report=jax.process_index() == 0)
+  streams = [("target", target, n * objective.target_rows_per_shard)]
+  if objective.has_replay:
+    streams.append(("replay", replay_rows, n * objective.replay_rows_per_shard))
+  return pipeline.BatchLoader(streams, objective.batch_keys, n, sharding.local_batch_shards(mesh))
 
 
 def replay_stream(cfg, tokenizer: Tokenizer, data_dir: Path, bundle: ModelBundle, teacher_params):
-  """Replay rows, as `(shard, shards) -> stream` for batch shard `shard` of `shards`: real base-domain data,
-  a dataset of self-generated samples, or samples made on the fly (one key per batch shard)."""
+  """The replay rows (a Grain dataset): real base-domain data, a dataset of self-generated samples, or
+  samples made on the fly from the frozen start model."""
   row_len = cfg.model.max_len
   if cfg.replay.kind == "real":
     source = sources.open_source(cfg.data.base, cfg.data.base.train_split, data_dir, cfg.seed)
@@ -186,16 +216,15 @@ def replay_stream(cfg, tokenizer: Tokenizer, data_dir: Path, bundle: ModelBundle
   else:
     if bundle.cfg.max_len != row_len:
       raise config_lib.ConfigError(f"config field model.max_len: replay rows need a context of {row_len}")
-    if jax.process_count() > 1:  # each process would call the global sampler with its own shard's key
+    if jax.process_count() > 1:  # the sampler is one global computation; processes would sample in lockstep
       raise config_lib.ConfigError(
           "config field replay.samples is empty: on-the-fly self-replay runs in a single process only. On "
           "several processes, write the samples first (python tools/generate_replay.py --workdir INIT_FROM "
           "--out DIR --tokens N) and set --config.replay.samples=DIR/self_replay/1.0.0")
-    sampler = sampling.make_sampler(bundle.graphdef, bundle.cfg, cfg.replay.chunk_sequences)
-    # One key per batch shard (not per process), one compiled sampler shared by all shards.
-    return lambda shard, shards: SelfReplayStream(
-        sampler, teacher_params, jax.random.fold_in(jax.random.key(cfg.seed + 2), shard), cfg.replay.chunk_sequences)
-  return lambda shard, shards: pipeline.make_packer(source, tokenizer, row_len, cfg.seed + 1, True, shard, shards)
+    sampler = sampling.make_sampler(bundle.graphdef, bundle.cfg, cfg.replay.chunk_sequences,
+                                    bos_id=tokenizer.bos_id)
+    return self_replay_rows(sampler, teacher_params, jax.random.key(cfg.seed + 2), cfg.replay.chunk_sequences)
+  return pipeline.rows(source, tokenizer, row_len, cfg.seed + 1, True, report=jax.process_index() == 0)
 
 
 def eval_sets(cfg, tokenizer: Tokenizer, data_dir: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, float]]:
@@ -212,9 +241,9 @@ def eval_sets(cfg, tokenizer: Tokenizer, data_dir: Path) -> tuple[dict[str, dict
     if src_cfg.kind == "none":
       continue
     src = sources.open_source(src_cfg, src_cfg.eval_split, data_dir, cfg.seed)
-    packer = pipeline.make_packer(src, tokenizer, cfg.model.max_len, seed=0, shuffle=True,
-                                  answer_only=cfg.data.answer_only)
-    rows = pipeline.take_rows(packer, cfg.train.eval_rows)
+    rows = pipeline.take(pipeline.rows(src, tokenizer, cfg.model.max_len, seed=0, shuffle=True,
+                                       answer_only=cfg.data.answer_only, report=jax.process_index() == 0),
+                         cfg.train.eval_rows)
     kind = pipeline.record_kind(src[0])
     rows_by_name[name] = {k: rows[k] for k in objective_lib.batch_keys(example_rows=kind == "example")}
     if kind == "text":
@@ -238,7 +267,7 @@ def frozen_copy(params, dtype: str):
 def load_run(workdir: str, step: int | None = None, mesh=None):
   """(run config, bundle, params, tokenizer) of a finished or running run's checkpoint, for tools."""
   cfg = load_run_config(workdir)
-  tokenizer = Tokenizer(paths.path(workdir) / TOKENIZER_FILE)
+  tokenizer = load_tokenizer(run_tokenizer_path(workdir))
   mesh = mesh or sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
   bundle = model_bundle(model_lib.ModelConfig.from_config(cfg.model, tokenizer.vocab_size), mesh)
   target = sharded_abstract(bundle.abstract_params, bundle.param_shardings)

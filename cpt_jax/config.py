@@ -8,14 +8,15 @@ configs/*.py start from `default_config()` and change what they need; the comman
 from __future__ import annotations
 
 import ml_collections
+from ml_collections import config_dict
 
-from cpt_jax import objective as objective_lib, paths, sharding
+from cpt_jax import model as model_lib, objective as objective_lib, paths, sharding
 from cpt_jax.data.records import DataError
 from cpt_jax.data.sources import babi_tasks
 from cpt_jax.optim import SCHEDULES
 
 STAGES = ("pretrain", "adapt")
-SOURCE_KINDS = ("corpus", "babi", "tfds", "records", "files", "none")
+SOURCE_KINDS = ("corpus", "babi", "tfds", "records", "files", "hf", "none")
 REPLAY_KINDS = ("none", "real", "self")
 DTYPES = ("float32", "bfloat16")
 
@@ -27,8 +28,10 @@ class ConfigError(ValueError):
 def source_config(kind: str = "none", name: str = "") -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       "kind": kind,  # one of SOURCE_KINDS
-      "name": name,  # corpus name (english, spanish), TFDS name, or a label
-      "path": "",  # records: dataset dir (.../name/1.0.0); files: glob with {split}; tfds: data_dir
+      "name": name,  # corpus name (english, spanish), TFDS name, Hugging Face hub dataset, or a label
+      "path": "",  # records: dataset dir (.../name/1.0.0); files: glob with {split}; tfds: data_dir;
+      # hf: local Parquet / JSON Lines / save_to_disk dir or glob (empty: the hub dataset `name`)
+      "text_field": "text",  # hf: the field that holds each document's text
       "train_split": "train",
       "eval_split": "validation",
       "babi_mode": "synthetic",  # babi: original | synthetic
@@ -49,7 +52,11 @@ def default_config() -> ml_collections.ConfigDict:
       "max_len": 128,  # context length T
       "tie_embeddings": True, "dropout": 0.0,
       "compute_dtype": "float32",  # bfloat16 on TPU/GPU; f32 is faster on most CPUs
-      "remat": False,
+      # none | full | dots_saveable (recompute all but matmul outputs); true/false mean full/none
+      "remat": config_dict.FieldReference("none", field_type=object),
+      "scan_layers": False,  # blocks stacked and run by a scan: compile time independent of depth
+      "attention_impl": "auto",  # auto (cuDNN on a GPU where it applies, else XLA) | xla | cudnn
+      "vocab_multiple": 1,  # embedding/head rows padded to a multiple of this (128 for aligned matmuls)
   })
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})  # one axis may be -1
 
@@ -95,6 +102,14 @@ def default_config() -> ml_collections.ConfigDict:
       "max_nonfinite_skips": 0,  # 0: stop on the first NaN/Inf; k: skip up to k such batches
       "progress": True,
       "stop_at_step": 0,  # >0: end this invocation at that step with a checkpoint (rerun continues)
+      "profile_steps": "",  # "A:B": a jax.profiler trace of steps A..B in WORKDIR/profile (docs/performance.md)
+      # persistent XLA compilation cache: a relaunch loads the compiled steps instead of compiling them
+      "compile_cache": True,
+      "compile_cache_dir": "",  # default: $CPT_JAX_COMPILE_CACHE or ~/.cache/cpt_jax/jax_cache
+      # The workdir's lease (cpt_jax/lease.py): one not renewed for this long is stale and taken over (a holder
+      # on another host is watched that long first); 0: only a holder known to be dead (same host) is taken over.
+      "lease_timeout_seconds": 600.0,
+      "allow_budget_change": False,  # resume with another total_tokens/ptpp/atpp (recorded in config_changes.jsonl)
   })
   return c
 
@@ -132,6 +147,14 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
   if c.model.compute_dtype not in DTYPES:
     raise _err("model.compute_dtype", c.model.compute_dtype, f"must be one of {DTYPES}")
   try:
+    model_lib.remat_policy(c.model.remat)
+  except ValueError:
+    raise _err("model.remat", c.model.remat, f"must be one of {model_lib.REMAT_POLICIES} (or true/false)") from None
+  if c.model.attention_impl not in model_lib.ATTENTION_IMPLS:
+    raise _err("model.attention_impl", c.model.attention_impl, f"must be one of {model_lib.ATTENTION_IMPLS}")
+  if c.model.vocab_multiple < 1:
+    raise _err("model.vocab_multiple", c.model.vocab_multiple, "must be ≥ 1 (1: no padding)")
+  try:
     mesh_shape = sharding.resolve_mesh_shape(c.mesh, num_devices)
   except sharding.MeshError as e:
     raise ConfigError(f"config field mesh: {e}") from None
@@ -160,7 +183,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
   _validate_replay(c, mesh_shape)
   for f in ("eval_every_tokens", "eval_rows", "log_every_steps", "checkpoint_every_tokens", "keep_checkpoints"):
     _positive(c, f"train.{f}")
-  for f in ("total_tokens", "ptpp", "atpp", "babi_eval_examples", "max_nonfinite_skips", "stop_at_step"):
+  for f in ("total_tokens", "ptpp", "atpp", "babi_eval_examples", "max_nonfinite_skips", "stop_at_step",
+            "lease_timeout_seconds"):
     if c.train[f] < 0:
       raise _err(f"train.{f}", c.train[f], "must be ≥ 0")
   if c.stage == "pretrain" and c.train.atpp:
@@ -173,6 +197,13 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
     [float(x) for x in c.train.save_at_ptpp.split(",") if x.strip()]
   except ValueError:
     raise _err("train.save_at_ptpp", c.train.save_at_ptpp, "must be comma-separated numbers") from None
+  if c.train.profile_steps and not _is_step_range(c.train.profile_steps):
+    raise _err("train.profile_steps", c.train.profile_steps, "must be A:B with 1 ≤ A ≤ B (steps A..B are traced)")
+
+
+def _is_step_range(text: str) -> bool:
+  first, sep, last = text.partition(":")
+  return bool(sep) and first.strip().isdigit() and last.strip().isdigit() and 1 <= int(first) <= int(last)
 
 
 def _validate_init_from(init_from: str, init_step: int) -> None:
@@ -236,6 +267,9 @@ def _validate_source(s, field: str) -> None:
     what = "is a file" if paths.path(s.path).exists() else "no such directory"
     raise _err(f"{field}.path", s.path, f"{what}; a tfds source's path is a TFDS data_dir (the directory that holds "
                "NAME/VERSION/), or empty for the default")
+  if s.kind == "hf" and not (s.name or s.path):
+    raise _err(f"{field}.name", s.name, "an hf source needs a hub dataset name or a local path (Parquet, JSON Lines, "
+               "save_to_disk directory)")
   if s.kind in ("corpus", "tfds") and not s.name:
     raise _err(f"{field}.name", s.name, f"a {s.kind} source needs a name")
   if s.kind == "babi":

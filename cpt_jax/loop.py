@@ -20,12 +20,12 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from cpt_jax import adapt as adapt_lib, build, checkpoint as ckpt_lib, config as config_lib, metrics as metrics_lib
-from cpt_jax import model as model_lib, optim, paths, sharding, step as step_lib, workdir as workdir_lib
+from cpt_jax import adapt as adapt_lib, build, checkpoint as ckpt_lib, config as config_lib, evaluation
+from cpt_jax import metrics as metrics_lib
+from cpt_jax import lease as lease_lib, model as model_lib, optim, paths, run_record, sharding, step as step_lib
+from cpt_jax import compile_cache, profiler as profiler_lib, workdir as workdir_lib
 from cpt_jax.data import sources
-from cpt_jax.data.babi.score import score as babi_score
 from cpt_jax.objective import Objective
-from cpt_jax.sampling import GreedyDecoder
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again" — launch_tpu.sh relaunches on it
 
@@ -62,10 +62,23 @@ class _StopFlag:
 
 
 def run(cfg, workdir: str) -> dict[str, Any]:
-  """Trains one stage to its token budget (resuming if `workdir` has checkpoints); returns the summary."""
+  """Trains one stage to its token budget (resuming if `workdir` has checkpoints); returns the summary.
+
+  The workdir's lease is held throughout (one run per workdir); a finished run is reported, not rewritten."""
   t_start = time.time()
   workdir_lib.check(workdir)
   config_lib.validate(cfg, jax.device_count())
+  compile_cache.enable(cfg.train)  # before anything compiles: JAX opens the cache once per process
+  with lease_lib.hold(workdir, cfg.train.lease_timeout_seconds) as lease:
+    resume = run_record.check(cfg, workdir)  # before anything is built: a refused config changes nothing
+    if resume.finished is not None:
+      build.resolve_tokenizer(cfg, workdir, sources.data_dir_of(cfg.data))  # another tokenizer is refused here too
+      logging.info("%s is finished (step %s, summary.json): nothing to do", workdir, resume.finished.get("steps"))
+      return resume.finished
+    return _train(cfg, workdir, t_start, lease, resume.changes)
+
+
+def _train(cfg, workdir: str, t_start: float, lease: lease_lib.Lease, changes) -> dict[str, Any]:
   mesh = sharding.make_mesh(cfg.mesh)
   data_dir = sources.data_dir_of(cfg.data)
   tokenizer = build.resolve_tokenizer(cfg, workdir, data_dir)
@@ -113,14 +126,15 @@ def run(cfg, workdir: str) -> dict[str, Any]:
   elif adaptation:
     state = jax.jit(lambda p: step_lib.init_state(p, optimizer),
                     out_shardings=state_shardings)(adaptation.take_start_params())
+  if resuming:
+    run_record.record_changes(workdir, step, changes)
   build.save_run_config(cfg, workdir)  # after the restore: a config that does not fit never overwrites it
   if adaptation:
     adaptation.start_params = None
   step_teacher = teacher if objective.teacher_in_step else None
 
   train_step = step_lib.make_train_step(bundle.graphdef, optimizer, objective, schedule, state_shardings)
-  eval_step = step_lib.make_eval_step(bundle.graphdef)
-  babi_examples = build.babi_eval_examples(cfg, data_dir)
+  evaluator = evaluation.Evaluator(bundle, mesh, evals, entropy, build.babi_eval_examples(cfg, data_dir), tokenizer)
   peak, peak_source = metrics_lib.peak_flops()
   step_flops = metrics_lib.flops_per_step(model_cfg, cfg.model.max_len, objective.rows,
                                           objective.replay_rows if objective.teacher_in_step else 0)
@@ -128,13 +142,7 @@ def run(cfg, workdir: str) -> dict[str, Any]:
   rng = jax.random.key(cfg.seed + 1)
 
   def evaluate(at_step: int) -> dict[str, float]:
-    out = dict(entropy)
-    for name, rows in evals.items():
-      batch = sharding.global_batch(_pad_rows(rows, objective.batch_shards), mesh)
-      nll, count = jax.device_get(eval_step(state["params"], batch))
-      out[f"eval/{name}/loss"] = float(nll / max(count, 1.0))
-    if babi_examples:
-      out.update(_babi_metrics(babi_examples, bundle, state["params"], tokenizer))
+    out = evaluator(state["params"])
     if adaptation:
       adaptation.annotate(out)
     writer.write(at_step, at_step * tokens_per_step, out)
@@ -153,6 +161,7 @@ def run(cfg, workdir: str) -> dict[str, Any]:
 
   def save(at_step: int, force: bool = False):
     if at_step != checkpointer.latest_step():  # a step already saved (e.g. a checkpoint step that also stops)
+      lease.check()  # another run took the workdir over: write nothing more
       checkpointer.save(at_step, state, loader.state, meta, force=force)
       writer.flush()  # a gs:// metrics.jsonl is rewritten here: a resumed run finds every line up to now
 
@@ -167,19 +176,22 @@ def run(cfg, workdir: str) -> dict[str, Any]:
       if skips >= cfg.train.max_nonfinite_skips:
         raise TrainingDiverged(
             f"non-finite {' and '.join(bad)} at step {p_step} ({m}). The step was not applied; the last "
-            f"committed checkpoint in {checkpointer.directory} is intact. Lower opt.lr, raise opt.warmup_tokens, or "
-            "set train.max_nonfinite_skips to skip such batches.")
+            f"committed checkpoint in {checkpointer.directory} is intact. Lower opt.lr or raise opt.warmup_tokens "
+            "(in a new --workdir), or set train.max_nonfinite_skips to skip such batches.")
       skips += 1
       logging.warning("skipped a non-finite batch at step %d (%d/%d)", p_step, skips, cfg.train.max_nonfinite_skips)
     writer.write(p_step, p_step * tokens_per_step, {f"train/{k}": v for k, v in m.items()})
     progress.update(p_step, m.get("loss", float("nan")))
 
   start_step = step
+  profiler = profiler_lib.StepProfiler(cfg.train.profile_steps, workdir)
   try:
     while step < total_steps:
+      profiler.before_step(step + 1)
       batch = sharding.global_batch(next(loader), mesh)
       state, step_metrics = train_step(state, batch, step_teacher, rng)
       step += 1
+      profiler.after_step(step, (state, step_metrics))
       drain(pending)
       pending = (step, step_metrics)
       if step == start_step + 1:  # keep compilation out of the throughput windows
@@ -211,7 +223,9 @@ def run(cfg, workdir: str) -> dict[str, Any]:
         raise Preempted(f"stopped {why} at step {step}; checkpoint committed in {checkpointer.directory}")
     drain(pending)
   finally:
+    profiler.close()
     stop.restore()
+    loader.close()  # stops the prefetch thread
     progress.close()
     checkpointer.close()
     writer.close()
@@ -242,30 +256,11 @@ def _replay_record(cfg, objective: Objective, workdir: str) -> dict[str, Any]:
           "replay_loss": objective.replay_loss, "replay_coeff": objective.coeff}
 
 
-def _babi_metrics(examples, bundle, params, tokenizer) -> dict[str, float]:
-  """Exact-match accuracy of greedy answers, per task and mean (`eval/babi/...`)."""
-  decoder = GreedyDecoder(bundle.graphdef, bundle.cfg, params, tokenizer, batch_size=64, max_new_tokens=8)
-  result = babi_score(examples, decoder, batch_size=64)
-  out = {"eval/babi/accuracy": result["mean"], "eval/babi/tasks_passed": result["num_passed"]}
-  out.update({f"eval/babi/{k}/accuracy": v for k, v in result.items() if k.startswith("task_")})
-  return out
-
-
 def _local_data_state(data_states: dict[str, Any]) -> dict[str, Any]:
-  """All processes' saved data states: the loader picks its batch shards' (pipeline.BatchLoader.set_state)."""
+  """All processes' saved data states: the loader continues their global order (pipeline.BatchLoader.set_state)."""
   if not data_states:
     raise ckpt_lib.CheckpointError("the checkpoint holds no data-iterator state; start a new --workdir")
   return data_states
-
-
-def _pad_rows(rows: dict[str, np.ndarray], shards: int) -> dict[str, np.ndarray]:
-  """Eval rows padded (with loss_mask 0) to a multiple of the batch shards, this process's share."""
-  n = len(rows["inputs"])
-  total = -(-n // shards) * shards
-  out = {k: np.concatenate([v, np.zeros((total - n,) + v.shape[1:], v.dtype)]) if total > n else v
-         for k, v in rows.items()}
-  per_proc = total // jax.process_count()
-  return {k: v[jax.process_index() * per_proc:(jax.process_index() + 1) * per_proc] for k, v in out.items()}
 
 
 class _Throughput:

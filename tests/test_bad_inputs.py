@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import sys
+import types
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -153,9 +154,13 @@ def test_checkpoint_from_another_model_size(tiny_config_factory, pretrained, tmp
   shutil.copytree(pretrained[0], workdir)
   config_before = (workdir / "config.json").read_text()
   steps_before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+  msg = _run_error(tiny_config_factory(**{"model.num_layers": 3}), workdir, ConfigError)  # config.json says so
+  assert "model.num_layers: 2 → 3" in msg and "another config" in msg
+  assert (workdir / "config.json").read_text() == config_before  # nothing saved is lost
+  (workdir / "config.json").unlink()  # without it, the checkpoint's shapes tell
   msg = _run_error(tiny_config_factory(**{"model.num_layers": 3}), workdir, checkpoint.CheckpointError)
   assert "does not match the model" in msg and "blocks" in msg and "another model size" in msg
-  assert (workdir / "config.json").read_text() == config_before  # nothing saved is lost
+  assert not (workdir / "config.json").exists()  # a config that does not fit is never written
   assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == steps_before
 
 
@@ -334,7 +339,7 @@ def _cli_cases(pretrained_dir: Path, root: Path):
       ("not_sentencepiece", [], {"CPT_JAX_TEST_TOKENIZER": str(root / "junk.model")}, 2,
        ["junk.model", "not a SentencePiece model"]),
       ("another_model_size", ["--config.model.d_model=32"], {"CPT_JAX_TEST_TOKENIZER": ""}, 2,
-       ["does not match the model", "differences", "blocks/0/", "checkpoint (64,) vs model (32,)"]),
+       ["was trained with another config", "model.d_model: 64 → 32", "new --workdir"]),
       ("nan_loss", ["--config.opt.lr=1e30", "--config.opt.warmup_tokens=0", "--config.opt.clip_norm=0.0"], {}, 3,
        ["non-finite loss", "at step 2", "max_nonfinite_skips"]),
       ("workdir_not_creatable", [], {}, 2, ["cannot write", "writable --workdir"]),
@@ -403,8 +408,9 @@ def test_self_replay_on_the_fly_refused_on_several_processes(tiny_config_factory
   cfg = tiny_config_factory(**ADAPT, **{"replay.kind": "self", "replay.ratio": 0.25, "replay.samples": ""})
   bundle = build.model_bundle(model_lib.ModelConfig.from_config(cfg.model, cfg.data.vocab_size),
                               sharding.make_mesh(cfg.mesh))
-  assert build.replay_stream(cfg, None, None, bundle, None) is not None  # one process: fine
+  tokenizer = types.SimpleNamespace(bos_id=2)  # the sampler needs only the BOS id
+  assert build.replay_stream(cfg, tokenizer, None, bundle, None) is not None  # one process: fine
   monkeypatch.setattr(jax, "process_count", lambda: 2)
   with pytest.raises(ConfigError) as e:
-    build.replay_stream(cfg, None, None, bundle, None)
+    build.replay_stream(cfg, tokenizer, None, bundle, None)
   assert "replay.samples" in str(e.value) and "generate_replay.py" in str(e.value)

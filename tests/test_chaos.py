@@ -48,7 +48,7 @@ class _Lane:
     def read():
       for line in proc.stderr:
         lines.append(line)
-        if "loop.py" in line and "model:" in line:  # start-up (imports, data, tokenizer) is over
+        if line.startswith("model:"):  # start-up (imports, data, tokenizer) is over
           started.set()
 
     reader = threading.Thread(target=read, daemon=True)
@@ -95,8 +95,9 @@ def test_sigkill_at_random_moments_loses_nothing(corpus_dir, tiny_config_factory
   t_ref = time.perf_counter() - t0
   want = cli_utils.train_losses(tmp_path / "reference")
   assert [s for s, _ in want] == list(range(1, 21))
-  # how long training (after start-up) took, from the run's own log times
-  stamps = [line.split()[1] for line in ref.stderr.splitlines() if line.startswith("I") and "loop.py" in line]
+  # how long training (after start-up) took, from the run's own log times (WORKDIR/train.log: date time level …)
+  log = (tmp_path / "reference" / "train.log").read_text().splitlines()
+  stamps = [line.split()[1].replace(",", ".") for line in log if " loop.py:" in line]
   to_s = lambda hms: sum(float(x) * m for x, m in zip(hms.split(":"), (3600, 60, 1)))
   train_seconds = max(0.5, to_s(stamps[-1]) - to_s(stamps[0])) if len(stamps) > 1 else t_ref / 3
 

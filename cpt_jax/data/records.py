@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+from array_record.python.array_record_module import ArrayRecordWriter
 from etils import epath
 
 VERSION = "1.0.0"
@@ -84,10 +86,67 @@ def write_dataset(
       for i, row in enumerate(rows):
         yield i, dict(row)
 
+    def _log_download_bytes(self):  # TFDS prints these two to stdout; the caller logs what it made
+      pass
+
+    def _log_download_done(self):
+      pass
+
   _Builder.name = name
   builder = _Builder(data_dir=str(data_dir), file_format="array_record")
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(verify_ssl=False))
   return dataset_dir(data_dir, name)
+
+
+def write_dataset_streaming(
+    data_dir: str | os.PathLike,
+    name: str,
+    splits: Mapping[str, Iterable[Mapping[str, Any]]],
+    features: Mapping[str, str],
+    description: str = "",
+    shard_rows: int = 10_000,  # ArrayRecordWriter holds a shard's index in memory: keep shards modest
+) -> Path:
+  """Like `write_dataset`, in memory bounded by one row: rows are serialized straight into ArrayRecord shards
+  (TFDS's own writer buffers examples in memory up to 1 GB before it spills), then TFDS metadata is written
+  for them. Rows keep their order. Written in a temporary directory renamed at the end, so an interrupted
+  preparation never looks complete."""
+  tfds = _tfds()
+  feature_spec = _feature_spec(features)
+  final = dataset_dir(data_dir, name)
+  tmp = final.with_name(final.name + ".incomplete")
+  if tmp.exists():
+    shutil.rmtree(tmp)
+  tmp.mkdir(parents=True)
+  split_infos = []
+  for split, rows in splits.items():
+    lengths, num_bytes, writer = [], 0, None
+    for row in rows:
+      if writer is None or lengths[-1] == shard_rows:
+        if writer is not None:
+          writer.close()
+        writer = ArrayRecordWriter(str(tmp / f"{name}-{split}.array_record-{len(lengths):05d}.tmp"), "group_size:1")
+        lengths.append(0)
+      data = feature_spec.serialize_example(dict(row))
+      writer.write(data)
+      lengths[-1] += 1
+      num_bytes += len(data)
+    if writer is None:  # an empty split still has one (empty) shard: TFDS lists splits by their files
+      writer = ArrayRecordWriter(str(tmp / f"{name}-{split}.array_record-00000.tmp"), "group_size:1")
+      lengths.append(0)
+    writer.close()
+    for i in range(len(lengths)):  # TFDS names shards -IIIII-of-NNNNN: the count is known only now
+      os.rename(tmp / f"{name}-{split}.array_record-{i:05d}.tmp",
+                tmp / f"{name}-{split}.array_record-{i:05d}-of-{len(lengths):05d}")
+    split_infos.append(tfds.core.SplitInfo(name=split, shard_lengths=lengths, num_bytes=num_bytes))
+  template = tfds.core.ShardedFileTemplate(data_dir=tmp, template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
+                                           dataset_name=name, filetype_suffix="array_record")
+  tfds.folder_dataset.write_metadata(data_dir=tmp, features=feature_spec, split_infos=split_infos,
+                                     filename_template=template, check_data=False, description=description,
+                                     disable_shuffling=True)
+  if final.exists():
+    shutil.rmtree(final)
+  os.rename(tmp, final)
+  return final
 
 
 class RecordSource:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cpt_jax.data import corpora, records
+from cpt_jax.data import corpora, hf_datasets, records
 from cpt_jax.data.corpora import default_data_dir
 from cpt_jax.data.babi import dataset as babi_dataset
 from cpt_jax.data.records import DataError, RecordSource
@@ -49,6 +49,8 @@ def dataset_path(source_cfg, data_dir: Path, seed: int = 0) -> str:
     return source_cfg.path
   if kind == "tfds":
     return records.tfds_dir(source_cfg.name, source_cfg.path or None)
+  if kind == "hf":
+    return hf_datasets.prepare(source_cfg, data_dir)
   raise DataError(f"source kind {kind!r} has no dataset directory")
 
 
