@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("train_tokens_per_sec", "mfu", "flops_per_token", "kl_cost_ratio", "sampler_vs_train", "sampler_vs_recompute",
-        "data_vs_step", "checkpoint_overhead", "compile_seconds", "device", "goals", "passed")
+        "data_vs_step", "data_wait_fraction", "checkpoint_overhead", "compile_seconds", "device", "goals", "passed")
 
 
 def _positive(x):
@@ -27,6 +27,7 @@ def test_quick_bench_prints_every_figure(tmp_path):
   assert not missing, missing
   for k in ("train_tokens_per_sec", "sampler_vs_train", "sampler_vs_recompute", "data_vs_step", "compile_seconds"):
     assert _positive(r[k]), (k, r[k])
+  assert 0.0 <= r["data_wait_fraction"] < 1.0, r["data_wait_fraction"]
   assert 0 < r["mfu"] < 5  # vs a measured matmul peak: noisy, but never negative or absurd
   assert set(r["kl_cost_ratio"]) == {"0.25", "0.5"} and all(_positive(v) for v in r["kl_cost_ratio"].values())
   assert r["checkpoint_overhead"] >= 0 and math.isfinite(r["checkpoint_overhead"])
