@@ -158,6 +158,11 @@ def restore_weights(checkpointer: ckpt_lib.Checkpointer, target: Any, step: int 
     return s, params, data, meta
 
 
+def num_params_of(cfg) -> int:
+  """Parameter count of a config's model without building it (vocab = data.vocab_size)."""
+  return model_lib.total_params(model_lib.ModelConfig.from_config(cfg.model, cfg.data.vocab_size))
+
+
 def token_budget(cfg, num_params: int) -> int:
   if cfg.train.ptpp:
     return int(cfg.train.ptpp * num_params)

@@ -187,6 +187,15 @@ def _step_of(line: str) -> int | None:
     return None
 
 
-def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  text = (paths.path(workdir) / "metrics.jsonl").read_text()
-  return [json.loads(line) for line in text.splitlines() if line.strip()]
+def read_metrics(workdir: str, missing_ok: bool = False) -> list[dict[str, Any]]:
+  """Every line of WORKDIR/metrics.jsonl; a line being written (or torn by a kill) is skipped."""
+  path = paths.path(workdir) / "metrics.jsonl"
+  if missing_ok and not path.exists():
+    return []
+  out = []
+  for line in path.read_text().splitlines():
+    try:
+      out.append(json.loads(line))
+    except ValueError:
+      continue
+  return out

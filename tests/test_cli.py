@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cpt_jax import console, study
+from cpt_jax import console, study, study_progress
 
 sys.path.insert(0, str(Path(__file__).parent))
 import cli_utils  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -145,12 +145,12 @@ def test_study_progress_reads_running_cells(tmp_path):
   cells = [cell(0, True), cell(1, False), cell(2, False)]
   (cells[0].workdir / "self_replay/1.0.0").mkdir(parents=True)
   (cells[0].workdir / "self_replay/1.0.0/dataset_info.json").write_text("{}")
-  progress = study.StudyProgress(cells, time.time() - 10, terminal=False)
+  progress = study_progress.StudyProgress(cells, time.time() - 10, terminal=False)
   progress.start(cells[1])
   with open(cells[1].workdir / "metrics.jsonl", "w") as f:
     f.write(json.dumps({"step": 1, "tokens": 250, "train/loss": 4.5}) + "\n")
     f.write(json.dumps({"step": 2, "tokens": 500, "eval/base/loss": 4.0}) + "\n")
-  assert study.cell_progress(cells[1].workdir) == (500, 4.5)
+  assert study_progress.cell_progress(cells[1].workdir) == (500, 4.5)
   progress.poll()
   assert progress.tokens == 1500
   outlook = progress.outlook()  # 500 tokens in 10 s of this invocation, 1500 left: about 30 s

@@ -1,0 +1,153 @@
+"""What the study runner shows while its cells run in subprocesses: a bar over all cells' tokens, one per
+running cell, and an ETA measured from the cells' own metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import ml_collections
+from tqdm import tqdm
+
+from cpt_jax import build, console, metrics as metrics_lib
+
+if TYPE_CHECKING:
+  from cpt_jax.study import Cell
+
+
+def cell_tokens(cell: Cell) -> int:
+  """Tokens a cell trains (replay cells: samples), as its run will round them: the unit of the study's bar."""
+  if cell.kind == "replay":
+    return int(cell.config["tokens"])
+  if cell.config is None:  # a reused pretraining run: not this study's work
+    return 0
+  cfg = ml_collections.ConfigDict(cell.config)
+  per_step = build.tokens_per_step(cfg)
+  return math.ceil(build.token_budget(cfg, build.num_params_of(cfg)) / per_step) * per_step
+
+
+def cell_progress(workdir: Path) -> tuple[int, float | None]:
+  """(tokens trained, latest training loss) of a running cell, from the tail of its metrics.jsonl."""
+  try:
+    with open(workdir / "metrics.jsonl", "rb") as f:
+      f.seek(0, os.SEEK_END)
+      f.seek(max(0, f.tell() - 16_384))
+      tail = f.read().decode("utf-8", "replace").splitlines()
+  except OSError:
+    return 0, None
+  tokens, loss = 0, None
+  for line in reversed(tail):
+    try:
+      m = json.loads(line)
+    except ValueError:  # the cut first line of the tail, or a line being written
+      continue
+    tokens = max(tokens, int(m.get("tokens", 0)))
+    if "train/loss" in m:
+      loss = m["train/loss"]
+      break
+  return tokens, loss
+
+
+def training_rate(workdir: Path) -> float | None:
+  """A finished cell's training tokens/s (steps only: compilation and evaluations are left out)."""
+  lines = metrics_lib.read_metrics(str(workdir), missing_ok=True)
+  rates = [m["train/tokens_per_sec"] for m in lines if m.get("train/tokens_per_sec")]
+  return sum(rates) / len(rates) if rates else None
+
+
+class StudyProgress:
+  """What the runner shows while its cells run in subprocesses (whose own bars are off: their output goes to
+  log files). On a terminal: a bar over all cells' tokens and one per running cell, read from the cells'
+  metrics.jsonl. Elsewhere: each finished cell's log line carries the same outlook.
+
+  The ETA is measured: each finished cell gives its training rate (tokens/s over steps) and its overhead
+  (wall time not spent in steps: process start, compilation, data, evaluations); a cell still to run costs
+  the mean overhead plus its tokens at the mean rate. Before any cell has finished: tokens over wall time."""
+
+  def __init__(self, cells: list[Cell], t0: float, terminal: bool | None = None):
+    self._budget = {c.id: cell_tokens(c) for c in cells}
+    self._pending = {c.id for c in cells if not c.done}
+    self._n_cells, self._t0 = len(cells), t0
+    self._finished = self._initial = sum(self._budget[c.id] for c in cells if c.done)
+    self._total = sum(self._budget.values())
+    self._running: dict[str, tuple[Cell, tqdm, float]] = {}
+    self._measured: list[tuple[float, float]] = []  # (overhead seconds, training tokens/s) per finished cell
+    self._failed = 0
+    self._terminal = sys.stderr.isatty() if terminal is None else terminal
+    self._bar = tqdm(total=self._total, initial=self._finished, unit="tok", unit_scale=True, desc="study",
+                     dynamic_ncols=True, file=sys.stderr, disable=not self._terminal,
+                     bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} tok [{elapsed}{postfix}]")
+
+  @property
+  def tokens(self) -> int:
+    return self._finished + sum(min(cell_progress(c.workdir)[0], self._budget[c.id])
+                                for c, _, _ in self._running.values())
+
+  def start(self, cell: Cell) -> None:
+    bar = tqdm(total=self._budget[cell.id], unit="tok", unit_scale=True, desc=f"  {cell.id}", leave=False,
+               dynamic_ncols=True, file=sys.stderr, disable=not self._terminal)
+    self._running[cell.id] = (cell, bar, time.time())
+
+  def poll(self) -> None:
+    for cell, bar, _ in self._running.values():
+      tokens, loss = cell_progress(cell.workdir)
+      bar.n = min(tokens, bar.total)
+      if loss is not None:
+        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+      bar.refresh()
+    self._bar.n = self.tokens
+    self._bar.set_postfix_str(self.outlook(), refresh=False)
+    self._bar.refresh()
+
+  def finish(self, cell: Cell, ok: bool) -> None:
+    _, bar, started = self._running.pop(cell.id)
+    bar.close()
+    self._pending.discard(cell.id)
+    self._failed += not ok
+    if ok:
+      self._finished += self._budget[cell.id]
+      rate = training_rate(cell.workdir)
+      if rate:
+        self._measured.append((max(0.0, time.time() - started - self._budget[cell.id] / rate), rate))
+    self.poll()
+
+  def seconds_left(self) -> float | None:
+    now = time.time()
+    if self._measured:
+      overhead = sum(o for o, _ in self._measured) / len(self._measured)
+      rate = sum(r for _, r in self._measured) / len(self._measured)
+      left = 0.0
+      for cid in self._pending:
+        budget = self._budget[cid]
+        if cid in self._running:
+          cell, _, started = self._running[cid]
+          tokens = min(cell_progress(cell.workdir)[0], budget)
+          left += max((budget - tokens) / rate, overhead + budget / rate - (now - started))
+        else:
+          left += overhead + budget / rate
+      return left
+    done = self.tokens - self._initial
+    return (self._total - self.tokens) * (now - self._t0) / done if done > 0 else None
+
+  def outlook(self) -> str:
+    """'k of n cells done, about M min left'."""
+    text = f"{self._n_cells - len(self._pending) - self._failed} of {self._n_cells} cells done"
+    text += f", {self._failed} failed or blocked" if self._failed else ""
+    left = self.seconds_left() if self._pending else None
+    return text + (f", about {console.duration(left)} left" if left is not None else "")
+
+  def blocked(self, cell: Cell) -> None:
+    """A cell that will not run this time (a cell it needs failed)."""
+    if cell.id in self._pending:
+      self._pending.discard(cell.id)
+      self._failed += 1
+
+  def close(self) -> None:
+    for _, bar, _ in self._running.values():
+      bar.close()
+    self._bar.close()
