@@ -270,16 +270,17 @@ def frozen_copy(params, dtype: str):
 
 
 def load_run(workdir: str, step: int | None = None, mesh=None):
-  """(run config, bundle, params, tokenizer) of a finished or running run's checkpoint, for tools."""
+  """(run config, bundle, params, tokenizer, step) of a finished or running run's checkpoint, for tools; either
+  layer layout restores."""
   cfg = load_run_config(workdir)
   tokenizer = load_tokenizer(run_tokenizer_path(workdir))
   mesh = mesh or sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
   bundle = model_bundle(model_lib.ModelConfig.from_config(cfg.model, tokenizer.vocab_size), mesh)
   target = sharded_abstract(bundle.abstract_params, bundle.param_shardings)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=1_000_000)
-  _, params, _, _ = checkpointer.restore(target, step=step, weights_only=True)
+  step, params, _, _ = restore_weights(checkpointer, target, step=step)
   checkpointer.close()
-  return cfg, bundle, params, tokenizer
+  return cfg, bundle, params, tokenizer, step
 
 
 def babi_eval_examples(cfg, data_dir: Path) -> list[dict]:

@@ -32,6 +32,7 @@ def enable(train_cfg) -> str | None:
     jax.config.update("jax_enable_compilation_cache", False)
     logging.info("compilation cache: off (train.compile_cache=False)")
     return None
+  jax.config.update("jax_enable_compilation_cache", True)  # an earlier run in this process may have turned it off
   path = train_cfg.compile_cache_dir or default_dir()
   current = jax.config.jax_compilation_cache_dir
   if current and current != path:

@@ -32,21 +32,20 @@ def main(argv):
   if not _WORKDIR.value:
     console.fail("--workdir is required, e.g. --workdir runs/tiny")
   try:
-    saved, bundle, params, tokenizer = build.load_run(_WORKDIR.value, None if _STEP.value < 0 else _STEP.value)
+    mesh = sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
+    saved, bundle, params, tokenizer, step = build.load_run(_WORKDIR.value, None if _STEP.value < 0 else _STEP.value,
+                                                            mesh)
     cfg = _CONFIG.value or saved
     with cfg.unlocked():
       cfg.model.update({k: saved.model[k] for k in saved.model})  # the checkpoint decides the model
       if _ROWS.value:
         cfg.train.eval_rows = _ROWS.value
-    mesh = sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
     data_dir = sources.data_dir_of(cfg.data)
     evals, entropy = build.eval_sets(cfg, tokenizer, data_dir)
     evaluate = evaluation.Evaluator(bundle, mesh, evals, entropy, build.babi_eval_examples(cfg, data_dir), tokenizer)
     result = evaluate(params)
   except (DataError, checkpoint.CheckpointError, config_lib.ConfigError) as e:
     console.fail(str(e))
-  step = checkpoint.Checkpointer(f"{_WORKDIR.value}/checkpoints", keep=1_000_000, read_only=True).latest_step() \
-      if _STEP.value < 0 else _STEP.value
   out = _OUT.value or str(paths.path(_WORKDIR.value) / f"eval_step{step}.json")
   paths.write_text_atomic(out, json.dumps({"workdir": _WORKDIR.value, "step": step, **result}, indent=2))
   width = max(len(k) for k in result)

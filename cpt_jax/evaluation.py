@@ -21,14 +21,15 @@ class Evaluator:
 
   def __init__(self, bundle, mesh, evals: dict[str, dict[str, np.ndarray]], entropy: dict[str, float],
                babi_examples: list[dict], tokenizer):
-    self._bundle, self._mesh, self._evals, self._entropy = bundle, mesh, evals, entropy
+    self._bundle, self._entropy = bundle, entropy
     self._babi_examples, self._tokenizer = babi_examples, tokenizer
     self._step = step_lib.make_eval_step(bundle.graphdef)
+    shards = sharding.batch_shards(mesh)  # the eval rows never change: padded and placed on the devices once
+    self._batches = {name: sharding.global_batch(pad_rows(rows, shards), mesh) for name, rows in evals.items()}
 
   def __call__(self, params: Any) -> dict[str, float]:
     out = dict(self._entropy)
-    for name, rows in self._evals.items():
-      batch = sharding.global_batch(pad_rows(rows, sharding.batch_shards(self._mesh)), self._mesh)
+    for name, batch in self._batches.items():
       nll, count = jax.device_get(self._step(params, batch))
       out[f"eval/{name}/loss"] = float(nll / max(count, 1.0))
     if self._babi_examples:

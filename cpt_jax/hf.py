@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from safetensors.numpy import save_file
 
 from cpt_jax import build, checkpoint as ckpt_lib, config as config_lib, console, model as model_lib, paths, sharding
 from cpt_jax.data.records import DataError
+from cpt_jax.data.tokenizer import HFTokenizer, copy_tokenizer
 
 HF_CONFIG, HF_WEIGHTS, HF_TOKENIZER = "config.json", "model.safetensors", "tokenizer.json"
 _GELU_TANH = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
@@ -193,7 +193,7 @@ def import_model(model: str, workdir: str) -> str:
   paths.path(workdir).mkdir(parents=True, exist_ok=True)
   if (paths.path(workdir) / "checkpoints").exists():
     raise HFError(f"--workdir {workdir} already holds checkpoints; import into a new directory")
-  shutil.copyfile(src / HF_TOKENIZER, Path(workdir) / HF_TOKENIZER)
+  copy_tokenizer(HFTokenizer(src / HF_TOKENIZER), workdir)  # checks its BOS/EOS before anything is written
   model_cfg = model_lib.ModelConfig.from_config(cfg.model, cfg.data.vocab_size)
   mesh = sharding.make_mesh(cfg.mesh)
   bundle = build.model_bundle(model_cfg, mesh)
@@ -208,8 +208,7 @@ def import_model(model: str, workdir: str) -> str:
 
 def export_model(workdir: str, out: str, step: int | None = None) -> str:
   """config.json, model.safetensors and the tokenizer of a run's checkpoint, in the Hugging Face GPT-2 format."""
-  cfg, bundle, params, tokenizer = build.load_run(workdir, step)
-  del cfg
+  _, bundle, params, tokenizer, _ = build.load_run(workdir, step)
   params = model_lib.unpadded(model_lib.convert_layout(params, scan_layers=False), bundle.cfg)  # the HF layout
   out_dir = Path(out)
   out_dir.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,8 @@ def head_kl(h_BxLxD: jax.Array, w_VxD: jax.Array, teacher_logits_BxLxV: jax.Arra
   """(token_kl(teacher, h·Wᵀ), token_nll(h·Wᵀ, targets)) per token, fused like `head_nll`.
 
   The student's logits gradient is written directly as g_kl·(p_student − p_teacher) +
-  g_nll·(p_student − one-hot); the teacher's logits are a constant (no gradient flows to them).
+  g_nll·(p_student − one-hot); the teacher's logits are a constant (no gradient flows to them). They arrive
+  with their padding columns already masked (`model.GPT.logits` does it once).
   """
   return _flat(functools.partial(_head_kl_flat, vocab or w_VxD.shape[0]), h_BxLxD, w_VxD, teacher_logits_BxLxV,
                targets_BxL)
@@ -59,20 +60,20 @@ def _flat(fn, h_BxLxD, w_VxD, *per_token):
   return jax.tree.map(lambda y_N: y_N.reshape(shape), out)
 
 
-def _masked(logits_NxV, vocab: int):
+def mask_padded_logits(logits_xV, vocab: int):
   """Padding columns (index ≥ vocab) at the lowest f32; not -inf, whose differences in the KL are NaN."""
-  if vocab == logits_NxV.shape[-1]:
-    return logits_NxV
-  return jnp.where(jnp.arange(logits_NxV.shape[-1]) < vocab, logits_NxV, jnp.finfo(jnp.float32).min)
+  if vocab == logits_xV.shape[-1]:
+    return logits_xV
+  return jnp.where(jnp.arange(logits_xV.shape[-1]) < vocab, logits_xV, jnp.finfo(jnp.float32).min)
 
 
 def _student_logits(vocab, h_NxD, w_VxD):
-  logits_NxV = _masked(h_NxD @ w_VxD.T, vocab)
+  logits_NxV = mask_padded_logits(h_NxD @ w_VxD.T, vocab)
   return logits_NxV, jax.nn.logsumexp(logits_NxV, axis=-1)
 
 
 def _recomputed_probs(vocab, h_NxD, w_VxD, lse_N):
-  return jnp.exp(_masked(h_NxD @ w_VxD.T, vocab) - lse_N[:, None])
+  return jnp.exp(mask_padded_logits(h_NxD @ w_VxD.T, vocab) - lse_N[:, None])
 
 
 def _nll_of(logits_NxV, lse_N, targets_N):
@@ -115,7 +116,7 @@ def _head_kl_flat(vocab, h_NxD, w_VxD, teacher_logits_NxV, targets_N):
 
 def _head_kl_fwd(vocab, h_NxD, w_VxD, teacher_logits_NxV, targets_N):
   logits_NxV, lse_N = _student_logits(vocab, h_NxD, w_VxD)
-  logp_teacher_NxV = jax.nn.log_softmax(_masked(teacher_logits_NxV.astype(jnp.float32), vocab), axis=-1)
+  logp_teacher_NxV = jax.nn.log_softmax(teacher_logits_NxV.astype(jnp.float32), axis=-1)
   kl_N = jnp.sum(jnp.exp(logp_teacher_NxV) * (logp_teacher_NxV - (logits_NxV - lse_N[:, None])), axis=-1)
   return (kl_N, _nll_of(logits_NxV, lse_N, targets_N)), (h_NxD, w_VxD, teacher_logits_NxV, targets_N, lse_N)
 
@@ -124,7 +125,7 @@ def _head_kl_bwd(vocab, residuals, g):
   h_NxD, w_VxD, teacher_logits_NxV, targets_N, lse_N = residuals
   g_kl_N, g_nll_N = g
   probs_NxV = _recomputed_probs(vocab, h_NxD, w_VxD, lse_N)
-  teacher_probs_NxV = jax.nn.softmax(_masked(teacher_logits_NxV.astype(jnp.float32), vocab), axis=-1)
+  teacher_probs_NxV = jax.nn.softmax(teacher_logits_NxV.astype(jnp.float32), axis=-1)
   dlogits_NxV = ((probs_NxV - teacher_probs_NxV) * g_kl_N[:, None]
                  + (probs_NxV - _one_hot(targets_N, w_VxD.shape[0])) * g_nll_N[:, None])
   return (*_head_grads(h_NxD, w_VxD, dlogits_NxV), None, None)

@@ -30,10 +30,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from cpt_jax import losses
+
 REMAT_POLICIES = ("none", "full", "dots_saveable")
 ATTENTION_IMPLS = ("auto", "xla", "cudnn")
 LOOP_KEY, SCAN_KEY = "blocks", "layers"  # the parameter tree's top-level name of each layout
-_PAD_LOGIT = float(jnp.finfo(jnp.float32).min)  # not -inf: KL terms 0·(−inf − −inf) would be NaN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -326,19 +327,12 @@ class GPT(nnx.Module):
     """LM head in f32: logits feed the softmax/KL, where bf16 rounding would bias the loss. [B, L, V padded],
     the padding columns at the lowest f32 (zero probability)."""
     logits_BxLxV = jnp.einsum("bld,vd->blv", h_BxLxD.astype(jnp.float32), self.head_weight())
-    return mask_padded_logits(logits_BxLxV, self.cfg.vocab_size)
+    return losses.mask_padded_logits(logits_BxLxV, self.cfg.vocab_size)
 
   def __call__(self, tokens_BxL, positions_BxL=None, segment_ids_BxL=None, rngs=None, cache=None, valid_BxL=None):
     h_BxLxD, cache = self.hidden(tokens_BxL, positions_BxL, segment_ids_BxL, rngs, cache, valid_BxL)
     logits_BxLxV = self.logits(h_BxLxD)
     return logits_BxLxV if cache is None else (logits_BxLxV, cache)
-
-
-def mask_padded_logits(logits_xV, vocab_size: int):
-  """Logits with the columns past `vocab_size` (vocabulary padding) at the lowest f32."""
-  if logits_xV.shape[-1] == vocab_size:
-    return logits_xV
-  return jnp.where(jnp.arange(logits_xV.shape[-1]) < vocab_size, logits_xV, _PAD_LOGIT)
 
 
 def _layer_fn(graphdef, remat: str, scanned: bool):

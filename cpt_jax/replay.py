@@ -20,7 +20,7 @@ import grain
 import jax
 import numpy as np
 
-from cpt_jax.data.pipeline import Row
+from cpt_jax.data.pipeline import Row, token_row
 
 
 class _ChunkRows(grain.experimental.FlatMapTransform):
@@ -30,10 +30,7 @@ class _ChunkRows(grain.experimental.FlatMapTransform):
     self.max_fan_out = chunk_rows
 
   def flat_map(self, tokens_CxT: np.ndarray) -> list[Row]:
-    n = tokens_CxT.shape[1] - 1
-    ones, positions = np.ones(n, np.float32), np.arange(n, dtype=np.int32)
-    return [{"inputs": t[:-1], "targets": t[1:], "loss_mask": ones, "positions": positions,
-             "segment_ids": np.ones(n, np.int32)} for t in tokens_CxT]
+    return [token_row(t) for t in tokens_CxT]
 
 
 def self_replay_rows(sampler, params, key, chunk_rows: int) -> grain.IterDataset:

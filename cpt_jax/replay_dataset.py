@@ -32,7 +32,7 @@ def generate_replay_dataset(workdir: str, out_dir: str, num_tokens: int, seed: i
   if records.exists(out, name):
     logging.info("replay dataset already complete: %s", records.dataset_dir(out, name))
     return records.dataset_dir(out, name)
-  _, bundle, params, tokenizer = build.load_run(workdir, step)
+  _, bundle, params, tokenizer, _ = build.load_run(workdir, step)
   row_tokens = bundle.cfg.max_len
   num_rows = -(-num_tokens // row_tokens) + validation_rows
   chunks_dir = out / "chunks"

@@ -45,7 +45,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 
-from cpt_jax import build, console
+from cpt_jax import build, console, metrics as metrics_lib
 from cpt_jax.data import sources
 from cpt_jax.data.babi import score as babi_score
 from cpt_jax.research import report as report_lib
@@ -328,8 +328,7 @@ def _babi_baseline(cell: Cell, final: dict[str, Any]) -> dict[str, Any]:
          "babi_examples": final.get("eval/babi/examples")}
   if final.get("eval/babi/accuracy") is None:
     return out
-  for line in (cell.workdir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
-    m = json.loads(line) if line.strip() else {}
+  for m in metrics_lib.read_metrics(str(cell.workdir), missing_ok=True):
     if m.get("step") == 0 and "eval/babi/accuracy" in m:
       out["babi_accuracy_before"] = m["eval/babi/accuracy"]
       break

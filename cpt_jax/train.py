@@ -24,10 +24,9 @@ _VERBOSE = flags.DEFINE_bool("verbose", False, "Also show the libraries' INFO li
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Check the flags and the config (fields, values, mesh against the "
                              "devices), print what would run and exit: nothing is trained, the workdir is not touched.")
 
-EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
 EXIT_STORAGE = 74  # EX_IOERR: disk full, over quota, or storage that kept failing; free space or wait, then rerun
-_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR)
+_WRITE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR)
 
 
 def main(argv):
@@ -39,7 +38,7 @@ def main(argv):
   from cpt_jax import checkpoint, config, lease, loop, paths  # pylint: disable=g-import-not-at-top  # after distributed init
   from cpt_jax.data.records import DataError  # pylint: disable=g-import-not-at-top  # after distributed init
   if _CONFIG.value is None or not _WORKDIR.value:
-    _fail("both --config and --workdir are required, e.g. --config configs/pretrain_tiny.py --workdir runs/tiny")
+    console.fail("both --config and --workdir are required, e.g. --config configs/pretrain_tiny.py --workdir runs/tiny")
   if _DRY_RUN.value:
     _dry_run(config)
     return
@@ -48,25 +47,25 @@ def main(argv):
     if _primary():
       print(console.summary_table(summary, _WORKDIR.value), flush=True)  # stdout: the result, stderr: the log
   except (config.ConfigError, DataError, checkpoint.CheckpointError, lease.WorkdirBusy) as e:
-    _fail(str(e))
+    console.fail(str(e))
   except loop.TrainingDiverged as e:
-    _fail(str(e), EXIT_DIVERGED)
+    console.fail(str(e), EXIT_DIVERGED)
   except loop.Preempted as e:
     logging.warning("%s", e)
     sys.exit(loop.PREEMPTED_EXIT_CODE)
   except paths.StorageError as e:  # a checkpoint or gs:// write that failed for good
-    _fail(str(e), EXIT_STORAGE)
+    console.fail(str(e), EXIT_STORAGE)
   except OSError as e:
     if e.errno in paths.FULL_ERRNOS:
-      _fail(f"cannot write {e.filename or _WORKDIR.value}: {e.strerror}. Free space (or raise the quota), then rerun "
-            "the same command: it resumes from the last committed checkpoint", EXIT_STORAGE)
+      console.fail(f"cannot write {e.filename or _WORKDIR.value}: {e.strerror}. Free space (or raise the quota), "
+                   "then rerun the same command: it resumes from the last committed checkpoint", EXIT_STORAGE)
     if e.errno not in _WRITE_ERRNOS:
       raise
     if e.errno == errno.ENOTDIR:  # a path under a file: a --workdir or data.data_dir that names a file
-      _fail(f"cannot write {e.filename or _WORKDIR.value}: part of that path is a file, not a directory. Choose a "
-            "writable --workdir (or data.data_dir) elsewhere, or move the file away")
-    _fail(f"cannot write {e.filename or _WORKDIR.value}: {e.strerror}. Free disk space or choose a writable "
-          "--workdir, then rerun the same command: the last committed checkpoint is kept")
+      console.fail(f"cannot write {e.filename or _WORKDIR.value}: part of that path is a file, not a directory. "
+                   "Choose a writable --workdir (or data.data_dir) elsewhere, or move the file away")
+    console.fail(f"cannot write {e.filename or _WORKDIR.value}: {e.strerror}. Free disk space or choose a writable "
+                 "--workdir, then rerun the same command: the last committed checkpoint is kept")
 
 
 def _dry_run(config) -> None:
@@ -76,7 +75,7 @@ def _dry_run(config) -> None:
   try:
     config.validate(cfg, jax.device_count())
   except config.ConfigError as e:
-    _fail(str(e))
+    console.fail(str(e))
   print(f"dry run: a {cfg.stage} run of a {cfg.model.num_layers}-layer d={cfg.model.d_model} model, batches of "
         f"{cfg.data.batch_size} × {cfg.model.max_len} tokens, mesh {dict(cfg.mesh)} on {jax.device_count()} "
         f"{jax.default_backend()} device(s), into {console.where(_WORKDIR.value)}: the config is valid")
@@ -85,11 +84,6 @@ def _dry_run(config) -> None:
 def _primary() -> bool:
   import jax  # pylint: disable=g-import-not-at-top  # after flags and distributed init, as in main
   return jax.process_index() == 0
-
-
-def _fail(message: str, code: int = EXIT_USER_ERROR):
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from cpt_jax import config as config_lib, paths
 from cpt_jax.data.records import DataError
-from cpt_jax.data.tokenizer import Tokenizer
+from cpt_jax.data.tokenizer import load_tokenizer, run_tokenizer_path
 
 
 def check(workdir: str) -> None:
@@ -32,7 +32,8 @@ def check(workdir: str) -> None:
                                  "this machine's service account may write to it") from None
   root = probe.parent
   for name, want_dir in (("checkpoints", True), ("metrics.jsonl", False), ("config.json", False),
-                         ("tokenizer.model", False), ("before.json", False), ("summary.json", False)):
+                         ("tokenizer.model", False), ("tokenizer.json", False), ("before.json", False),
+                         ("summary.json", False)):
     if (root / name).exists() and (root / name).is_dir() != want_dir:
       raise config_lib.ConfigError(f"{root / name} is a {'file' if want_dir else 'directory'}, where this run keeps "
                                    f"its {name}; move it away (nothing else is touched) or choose another --workdir")
@@ -52,10 +53,12 @@ def check(workdir: str) -> None:
       raise config_lib.ConfigError(
           f"{root / 'before.json'} is unreadable (not a JSON object). It holds the losses before adaptation that "
           "forgetting is measured against: restore it from a backup, or start over in a new --workdir")
-  if (root / "tokenizer.model").exists():
+  own_tokenizer = run_tokenizer_path(root)
+  if own_tokenizer.exists():
     try:
-      Tokenizer(root / "tokenizer.model")
+      load_tokenizer(own_tokenizer)
     except DataError:
       raise config_lib.ConfigError(
-          f"{root / 'tokenizer.model'}, the tokenizer this run was trained with, is not a usable SentencePiece "
-          "model: put back the one it started with (its data.tokenizer), or start over in a new --workdir") from None
+          f"{own_tokenizer}, the tokenizer this run was trained with, is not a usable "
+          f"{'SentencePiece model' if own_tokenizer.name.endswith('.model') else 'tokenizer.json'}: put back the one "
+          "it started with (its data.tokenizer), or start over in a new --workdir") from None

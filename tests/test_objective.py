@@ -119,7 +119,7 @@ def test_a_registered_replay_loss_trains_a_step(tiny_model, monkeypatch):
 
   def reverse_kl(h, w, targets, teacher_logits, vocab):  # KL(student‖teacher), mode-seeking
     calls.append(teacher_logits is not None)
-    logp_s = jax.nn.log_softmax(model_lib.mask_padded_logits(h @ w.T, vocab), axis=-1)
+    logp_s = jax.nn.log_softmax(losses.mask_padded_logits(h @ w.T, vocab), axis=-1)
     logp_t = jax.nn.log_softmax(teacher_logits, axis=-1)
     return jnp.sum(jnp.exp(logp_s) * (logp_s - logp_t), -1), losses.head_nll(h, w, targets)
 

@@ -131,7 +131,7 @@ def _write(source_cfg, data_dir: Path, name: str, validation_every: int) -> None
   if source_cfg.path:
     files = _files(source_cfg.path)
     by_split = {s: [f for f in files if _split_of(f, wanted) == s] for s in wanted}
-    if not any(by_split.values()):  # one unnamed split: hold out documents by hash
+    if not any(by_split.values()):  # one unnamed split: hold out documents 0, k, 2k, …
       by_split = {wanted[0]: files}
 
     def split_texts(split):

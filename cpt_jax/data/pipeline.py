@@ -60,13 +60,16 @@ def record_kind(record: dict[str, Any]) -> str:
   raise DataError(f"record has fields {sorted(record)}; expected 'text', 'prompt'+'completion' or 'tokens'")
 
 
+def token_row(tokens_T: np.ndarray) -> Row:
+  """L+1 tokens of one sequence → a row predicting tokens 1..L from 0..L-1, every target scored."""
+  n = len(tokens_T) - 1
+  return {"inputs": tokens_T[:-1], "targets": tokens_T[1:], "loss_mask": np.ones(n, np.float32),
+          "positions": np.arange(n, dtype=np.int32), "segment_ids": np.ones(n, np.int32)}
+
+
 def _text_row(bos: int, chunk: dict[str, np.ndarray]) -> Row:
   """L tokens of the concatenated documents → a row that starts with BOS (inputs) and predicts them (targets)."""
-  targets_L = chunk["tokens"].astype(np.int32)
-  n = len(targets_L)
-  inputs_L = np.concatenate([np.array([bos], np.int32), targets_L[:-1]])
-  return {"inputs": inputs_L, "targets": targets_L, "loss_mask": np.ones(n, np.float32),
-          "positions": np.arange(n, dtype=np.int32), "segment_ids": np.ones(n, np.int32)}
+  return token_row(np.concatenate([np.array([bos], np.int32), chunk["tokens"].astype(np.int32)]))
 
 
 def _example_row(packed: dict[str, np.ndarray]) -> Row:
@@ -92,6 +95,8 @@ class _TokenizeExample:
     self._lock = threading.Lock()  # Grain's reader threads call this concurrently
 
   def _count(self, index: int, n_tokens: int) -> None:
+    if self._reported or index >= self._sample:  # after the first examples of epoch 0: no lock per example
+      return
     with self._lock:
       if self._reported or index >= self._sample or index in self._seen:  # the first examples of epoch 0
         return
@@ -122,8 +127,7 @@ def _token_row(row_len: int):
     tokens = np.asarray(record["tokens"], np.int32)
     if len(tokens) != row_len + 1:
       raise DataError(f"a pre-tokenized record has {len(tokens)} tokens; the context needs {row_len + 1}")
-    return {"inputs": tokens[:-1], "targets": tokens[1:], "loss_mask": np.ones(row_len, np.float32),
-            "positions": np.arange(row_len, dtype=np.int32), "segment_ids": np.ones(row_len, np.int32)}
+    return token_row(tokens)
   return row
 
 
