@@ -14,24 +14,17 @@ import numpy as np
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
-from cpt_jax import build, model as model_lib, optim, sharding, step as step_lib  # noqa: E402
-from cpt_jax.config import default_config  # noqa: E402
+from cpt_jax import model as model_lib, optim, sharding  # noqa: E402
 from cpt_jax.objective import Objective  # noqa: E402
+from sharding_check import train_setup  # noqa: E402  # same directory: run as a script
 
 
 def train(mesh, scan_layers: bool, steps: int = 2, batch: int = 16):
   cfg = model_lib.ModelConfig(vocab_size=100, vocab_multiple=64, max_len=16, num_layers=2, d_model=32, num_heads=4,
                               scan_layers=scan_layers, remat="dots_saveable" if scan_layers else "none")
-  bundle, params = build.build_model(cfg, mesh, seed=0)
-  opt_cfg = default_config().opt
-  opt_cfg.warmup_tokens = 0
-  tx = optim.make_optimizer(opt_cfg, batch * 16, steps)
-  _, shardings = build.state_shardings(bundle, tx, mesh)
-  state = jax.jit(lambda p: step_lib.init_state(p, tx), out_shardings=shardings)(params)
   objective = Objective("none", batch_shards=sharding.batch_shards(mesh), target_rows_per_shard=batch //
                         sharding.batch_shards(mesh), replay_rows_per_shard=0)
-  train_step = step_lib.make_train_step(bundle.graphdef, tx, objective, optim.lr_schedule(opt_cfg, batch * 16, steps),
-                                        shardings)
+  state, train_step = train_setup(cfg, mesh, objective, steps, batch)
   rng = np.random.default_rng(0)
   losses = []
   for _ in range(steps):

@@ -24,23 +24,29 @@ def _layout(target, replay, shards):
   return np.concatenate([np.concatenate([a, b]) for a, b in zip(t, r)])
 
 
-def losses_on(mesh_shape, steps=4, replay_rows=0, batch=16):
-  data, fsdp, tensor = mesh_shape
-  n = data * fsdp * tensor
-  mesh = sharding.make_mesh({"data": data, "fsdp": fsdp, "tensor": tensor}, jax.devices()[:n])
-  cfg = ModelConfig(vocab_size=128, max_len=16, num_layers=2, d_model=32, num_heads=4, mlp_ratio=4)
+def train_setup(cfg: ModelConfig, mesh, objective: Objective, steps: int, batch: int):
+  """(initial train state, compiled train step) of a tiny model on `mesh`, no warmup, 16-token rows."""
   bundle, params = build.build_model(cfg, mesh, seed=0)
   opt_cfg = default_config().opt
   opt_cfg.warmup_tokens = 0
   tx = optim.make_optimizer(opt_cfg, batch * 16, steps)
   _, shardings = build.state_shardings(bundle, tx, mesh)
   state = jax.jit(lambda p: step_lib.init_state(p, tx), out_shardings=shardings)(params)
+  train_step = step_lib.make_train_step(bundle.graphdef, tx, objective, optim.lr_schedule(opt_cfg, batch * 16, steps),
+                                        shardings)
+  return state, train_step
+
+
+def losses_on(mesh_shape, steps=4, replay_rows=0, batch=16):
+  data, fsdp, tensor = mesh_shape
+  n = data * fsdp * tensor
+  mesh = sharding.make_mesh({"data": data, "fsdp": fsdp, "tensor": tensor}, jax.devices()[:n])
+  cfg = ModelConfig(vocab_size=128, max_len=16, num_layers=2, d_model=32, num_heads=4, mlp_ratio=4)
   shards = sharding.batch_shards(mesh)
   spec = Objective("regularizer" if replay_rows else "none", batch_shards=shards,
                    target_rows_per_shard=(batch - replay_rows) // shards, replay_rows_per_shard=replay_rows // shards,
                    replay_loss="kl", coeff=0.5)
-  train_step = step_lib.make_train_step(bundle.graphdef, tx, spec, optim.lr_schedule(opt_cfg, batch * 16, steps),
-                                        shardings)
+  state, train_step = train_setup(cfg, mesh, spec, steps, batch)
   teacher = jax.tree.map(lambda x: x * 1.01, state["params"]) if replay_rows else None
   rng = np.random.default_rng(0)
   out = []
