@@ -1,35 +1,32 @@
 """Shared pieces of the three seed studies (configs/study_babi.py, study_forgetting.py, study_ptpp.py).
 
-Small (CPU) scale: one ~0.63M-parameter GPT-2 (2 layers, d=96, T=128, vocab 4096) pretrained once on the
-English corpus, saving a checkpoint at every PTPP stage any study needs; each study reuses it
-(`s.pretrained`) instead of pretraining again. The studies start from stages ≤ 4, so the run may be stopped
-once it has saved PTPP 4 (its schedule is the one of the full PTPP-8 run, so those checkpoints are the same
-either way); rerunning the command resumes it to PTPP 8:
-
-  python -m cpt_jax.train --config configs/study_common.py --workdir runs/pretrain_small
+Small (CPU) scale: GPT-2s small enough to be pretrained *to* the papers' tokens-per-parameter ratios on 2 CPU
+cores without repeating the English corpus more than 4 times: 2 layers, context 128, a 512-token vocabulary
+(11.2M tokens of English at 0.51 tokens per character, measured), widths 32-64 (46k-139k parameters). Each
+stage is its own pretraining run with its own schedule (`pretrain_per_stage`), as a model trained to that
+ratio would be; each study pretrains what it needs.
 
 Full (GPU/TPU) scale: `pretrain_config("full")`, a ~124M-parameter GPT-2 (12 layers, d=768, T=1024,
-vocab 32k, batch 256), which each study pretrains itself (or reuses, if you set `s.pretrained`).
+vocab 32k, batch 256).
 """
 
 import ml_collections
 
 from cpt_jax.config import default_config
 
-# PTPP stages kept by the shared small pretraining run (union of every study's stages)
-SMALL_STAGES = (1, 2, 4, 8)
-SMALL_PRETRAIN_DIR = "runs/pretrain_small"
+# small-scale model sizes: width → overrides (2 layers, head dim 16)
+SMALL_SIZES = {f"d{d}": {"model.d_model": d, "model.num_heads": d // 16} for d in (32, 48, 64)}
 
 
 def pretrain_config(scale: str = "small") -> ml_collections.ConfigDict:
   c = default_config()
   if scale == "small":
-    c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.max_len = 2, 96, 3, 128
-    c.data.vocab_size, c.data.batch_size = 4096, 32
+    c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.max_len = 2, 32, 2, 128
+    c.data.vocab_size, c.data.batch_size = 512, 32
     c.opt.lr, c.opt.warmup_tokens, c.opt.b2_halflife_tokens = 3e-3, 200_000, 1_000_000
-    c.train.eval_every_tokens = 1_000_000
-    c.train.checkpoint_every_tokens = 1_000_000
-    c.train.eval_rows = 64
+    c.train.eval_every_tokens = 250_000  # a dense validation curve: the compute multiplier reads it
+    c.train.checkpoint_every_tokens = 2_000_000
+    c.train.eval_rows = 256
   elif scale == "full":
     c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.max_len = 12, 768, 12, 1024
     c.model.compute_dtype = "bfloat16"
@@ -49,7 +46,7 @@ def adapt_base(scale: str = "small") -> ml_collections.ConfigDict:
   c.stage = "adapt"
   if scale == "small":
     c.opt.lr, c.opt.warmup_tokens, c.opt.schedule = 1e-3, 20_000, "cosine"
-    c.train.eval_every_tokens = 10_000_000  # only the before/after evals
+    c.train.eval_every_tokens = 100_000_000  # only the before/after evals
     c.train.checkpoint_every_tokens = 1_000_000
   else:
     c.opt.lr, c.opt.warmup_tokens, c.opt.schedule = 3e-4, 10_000_000, "cosine"
@@ -59,14 +56,12 @@ def adapt_base(scale: str = "small") -> ml_collections.ConfigDict:
 
 
 def new_study(scale: str, target_kind: str, target_name: str):
-  """(study, adapt config): the study's pretrain config, sizes and (small) the reused pretraining run."""
+  """(study, adapt config): the study's pretrain config, one size, one pretraining run per stage, 3 seeds."""
   s = ml_collections.ConfigDict()
   s.pretrain = pretrain_config(scale)
   s.sizes = [(scale, {})]
-  if scale == "small":
-    s.pretrained = {"small": SMALL_PRETRAIN_DIR}
-    s.pretrained_command = {"small": f"python -m cpt_jax.train --config configs/study_common.py --workdir "
-                                     f"{SMALL_PRETRAIN_DIR}"}
+  s.pretrain_per_stage = True
+  s.seeds = [0, 1, 2]
   a = adapt_base(scale)
   a.data.target.kind, a.data.target.name = target_kind, target_name
   return s, a
@@ -98,12 +93,3 @@ def tokens_label(n: float) -> str:
     if n >= scale:
       return f"{n / scale:.3g}{unit}"
   return f"{n:g}"
-
-
-def get_config():
-  """The shared small pretraining run (stage=pretrain, saved at SMALL_STAGES)."""
-  c = pretrain_config("small")
-  c.train.ptpp = float(max(SMALL_STAGES))
-  c.train.total_tokens = 0
-  c.train.save_at_ptpp = ",".join(f"{p:g}" for p in SMALL_STAGES)
-  return c

@@ -1,16 +1,15 @@
 """Study 2 (seed 001, "Forgetting in LMs: capacity, optimization, self-generated replay"): English → Spanish.
 
 No replay vs real replay (the English corpus) vs self-generated replay (samples of the frozen start model),
-next-token loss vs KL(teacher‖student), a λ sweep of self-generated KL replay; capacity: the same
-adaptations from two PTPP stages of one pretraining run (low vs high tokens per parameter) → the
-forgetting floor (least forgetting over the sweep) at each.
+next-token loss vs KL(teacher‖student) (Marek et al.'s regularizer: target mean + λ·replay mean), a λ sweep of
+self-generated KL replay; capacity: the same adaptations from a model pretrained to 20 tokens per parameter
+(Chinchilla) and one pretrained to 500 (25× more, overtrained) → forgetting, its floor over the sweep, and
+the compute multiplier (the share of its own pretraining that the adapted model is still worth on English).
 
-Target: Spanish (data.target = corpus "spanish"), as in the paper's capacity experiment (en/es). A language
-shift with next-token loss on every token moves the whole model, so forgetting is large and measured on
-the same footing as the target; bAbI (answer-only loss, task 1's target) is study 1's subject.
+Target: Spanish (data.target = corpus "spanish"), as in the paper's capacity experiment (en/es).
 
-  small (2 CPU cores, ~15 min; reuses the shared pretraining run of configs/study_common.py):
-    python -m cpt_jax.train --config configs/study_common.py --workdir runs/pretrain_small
+  small (2 CPU cores; a 46k-parameter GPT-2, 2 × 32, vocabulary 512, pretrained to 20 and 500 TPP = 0.9M and
+         23M English tokens (0.08 and 2.0 epochs); 20 × N = 0.9M Spanish tokens per adaptation; 3 seeds):
     python -m cpt_jax.study --config configs/study_forgetting.py --workdir runs/study_forgetting
     python tools/report.py runs/study_forgetting
   full (GPU/TPU: a 20M GPT-2 pretrained to 20 and 2,000 TPP, 20 × N adaptation tokens per cell):
@@ -27,9 +26,9 @@ import study_common as common  # noqa: E402  # pylint: disable=g-import-not-at-t
 def get_config(scale: str = "small"):
   s, a = common.new_study(scale, "corpus", "spanish")
   if scale == "small":
-    s.ptpp = [1, 4]  # low vs high tokens per parameter (the paper: 20 vs 17,000)
-    a.train.total_tokens = 150_000
-    s.replay_tokens = 48_000  # ≥ the 25 % of 150k tokens each self-replay cell reads: no sample is reused
+    s.ptpp = [20, 500]  # low vs high tokens per parameter, 25× apart (the paper: 20 vs 17,000)
+    a.train.atpp, a.train.total_tokens = 20, 0
+    s.replay_tokens = 400_000  # ≥ the 25 % of 0.9M tokens each self-replay cell reads: no sample is reused
     ratio = 0.25
   else:
     # a small model pretrained long, as in the paper's capacity slices (6M–46M models, 10–10,000 TPP)

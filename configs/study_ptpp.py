@@ -1,13 +1,14 @@
 """Study 3 (seed 002, Goffinet, Bergsma et al. 2025): PTPP-aware adaptation scaling laws, English → Spanish.
 
-One pretraining run saved at three PTPP stages; at each, an adaptation grid ATPP × replay ratio (real
-English replay, next-token loss). The report fits the laws (cpt_jax/research/fit.py: D-CPT and the
-PTPP-aware forms) on the early stages, forecasts the last stage's target (Spanish) and base (English)
-losses with and without anchors (measured points of the last stage), and plans the cheapest (ATPP, replay)
-meeting a target-loss and a forgetting threshold (cpt_jax/research/plan.py), checked against the grid.
+Three model sizes, each pretrained to PTPP 15, 31 and 279 (separate runs, as the paper's ratios); at each, an
+adaptation grid ATPP × replay ratio (real English replay, next-token loss, mixture). The report fits the
+laws (cpt_jax/research/fit.py: D-CPT and the PTPP-aware forms) on PTPP 15 and 31, forecasts PTPP 279's
+target (Spanish) and base (English) losses with and without anchors (a few measured PTPP-279 cells), scores
+them on the other PTPP-279 cells (3 seeds each), and plans the cheapest (ATPP, replay) meeting a target-loss
+and a forgetting threshold (cpt_jax/research/plan.py), checked on a held-out cell.
 
-  small (2 CPU cores, ~15 min; reuses the shared pretraining run of configs/study_common.py):
-    python -m cpt_jax.train --config configs/study_common.py --workdir runs/pretrain_small
+  small (2 CPU cores; 2-layer GPT-2s of width 32, 48, 64 (46k, 86k, 139k parameters), vocabulary 512;
+         PTPP 279 = 12.8M-38.8M English tokens (1.1-3.5 epochs); ATPP 5, 10, 20 of Spanish):
     python -m cpt_jax.study --config configs/study_ptpp.py --workdir runs/study_ptpp
     python tools/report.py runs/study_ptpp
   full (GPU/TPU: 111M GPT-2 (12 × 768, vocab 32k) at PTPP 15, 31, 279 as in the paper;
@@ -26,10 +27,13 @@ def get_config(scale: str = "small"):
   s, a = common.new_study(scale, "corpus", "spanish")
   a.train.total_tokens = 0
   if scale == "small":
-    s.ptpp = [1, 2, 4]  # fit on 1 and 2, forecast 4 (the paper: fit on 15 and 31, forecast 279)
-    atpps = [0.05, 0.1, 0.2]
+    s.sizes = list(common.SMALL_SIZES.items())
+    s.ptpp = [15, 31, 279]  # fit on 15 and 31, forecast 279, as the paper
+    atpps = [5, 10, 20]
     ratios = [0, 0.25, 0.5]
     anchors = 3
+    # the fit stages once (seed 0); the held-out stage, where the forecasts are scored, with 3 seeds
+    s.exclude = [{"ptpp": f"{p:g}", "seed": f"s{x}"} for p in s.ptpp[:2] for x in s.seeds[1:]]
   else:
     s.ptpp = [15, 31, 279]
     atpps = [0.5, 1, 2, 4]

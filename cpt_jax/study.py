@@ -11,6 +11,10 @@ A study config (`get_config()`) holds:
   axes       [(axis name, [(label, {config.path: value}), ...]), ...] the adaptation grid
   replay_tokens  tokens of self-generated replay to write per (size, stage) when a cell sets
                  replay.samples="@generated"; 0 to sample on the fly instead
+  seeds          optional [0, 1, 2]: every adaptation cell runs once per seed (`seed` sets data order, replay
+                 sampling and any fresh initialization); the label `seed` ("s0", ...) can be used in `exclude`
+  pretrain_per_stage  optional bool: one pretraining run per (size, PTPP stage), each with its own schedule
+                 ending at that stage (a model trained *to* PTPP P), instead of one run saved at every stage
   exclude        optional [{axis: label, ...}, ...]: grid cells matching every pair of one entry are left out
   pretrained     optional {size: workdir of an existing pretraining run} to reuse instead of pretraining:
                  its model must match the size's, its train.save_at_ptpp must cover `ptpp`, and it must
@@ -53,7 +57,7 @@ from cpt_jax.study_progress import StudyProgress
 
 GENERATED = "@generated"
 RESULT_COLUMNS = [
-    "cell", "size", "params", "ptpp", "atpp", "adapt_tokens", "replay_ratio", "replay_token_share",
+    "cell", "size", "params", "ptpp", "seed", "atpp", "adapt_tokens", "replay_ratio", "replay_token_share",
     "replay_semantics", "replay_kind", "replay_loss", "replay_coeff", "target_loss", "base_loss", "base_loss_before",
     "target_loss_before", "forgetting",
     "babi_accuracy", "babi_tasks_passed", "wall_seconds", "babi_accuracy_before", "babi_majority_baseline",
@@ -111,26 +115,40 @@ def _stage_step(cfg, ptpp: float) -> int:
 
 
 def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
-  """All runs of the study in dependency order: pretrain per size, replay per (size, stage), adapt cells."""
+  """All runs of the study in dependency order: pretrain per size (or per size and stage), replay per (size,
+  stage), adapt cells (one per seed)."""
   cells: list[Cell] = []
   stages = [float(p) for p in study.ptpp]
   sizes = study.sizes.items() if hasattr(study.sizes, "items") else study.sizes
+  per_stage = bool(study.get("pretrain_per_stage", False))
+  seeds = [int(x) for x in (study.get("seeds", None) or [study.adapt.seed])]
+  seed_axis = ("seed", [(f"s{x}", {"seed": x}) for x in seeds]) if study.get("seeds", None) else None
+  axes = [(a, v) for a, v in study.axes] + ([seed_axis] if seed_axis else [])
   for size, size_over in sizes:
     size_over = _plain(size_over)
-    pre = _apply(study.pretrain, size_over)
-    with pre.unlocked():
-      pre.stage, pre.train.ptpp, pre.train.total_tokens = "pretrain", max(stages), 0
-      pre.train.save_at_ptpp = ",".join(f"{p:g}" for p in stages)
-    pre_dir = root / "pretrain" / size
     reused = _plain(study.get("pretrained", None) or {}).get(size)
-    if reused:
-      pre_dir = Path(reused).resolve()
-      made_by = _plain(study.get("pretrained_command", None) or {}).get(size) or (
-          f"python -m cpt_jax.train --config <its pretraining config> --workdir {reused}")
-      pre = _reused_pretrain(pre, pre_dir, stages, size, made_by)
-    cells.append(Cell(f"pretrain/{size}", "pretrain", pre_dir, None if reused else pre.to_dict(), {"size": size}, [],
-                      tuple(_stage_step(pre, p) for p in stages) if reused else ()))
+    if reused and per_stage:
+      raise ValueError(f"study.pretrained[{size!r}]: a reused pretraining run serves every stage from one schedule; "
+                       "it cannot stand in for pretrain_per_stage=True (one run per stage)")
+    runs = [(f"{size}_ptpp{p:g}", [p]) for p in stages] if per_stage else [(size, stages)]
+    pre_by_stage = {}
+    for run_id, run_stages in runs:
+      pre = _apply(study.pretrain, size_over)
+      with pre.unlocked():
+        pre.stage, pre.train.ptpp, pre.train.total_tokens = "pretrain", max(run_stages), 0
+        pre.train.save_at_ptpp = ",".join(f"{p:g}" for p in run_stages)
+      pre_dir = root / "pretrain" / run_id
+      if reused:
+        pre_dir = Path(reused).resolve()
+        made_by = _plain(study.get("pretrained_command", None) or {}).get(size) or (
+            f"python -m cpt_jax.train --config <its pretraining config> --workdir {reused}")
+        pre = _reused_pretrain(pre, pre_dir, stages, size, made_by)
+      cells.append(Cell(f"pretrain/{run_id}", "pretrain", pre_dir, None if reused else pre.to_dict(),
+                        {"size": size} | ({"ptpp": f"{run_stages[0]:g}"} if per_stage else {}), [],
+                        tuple(_stage_step(pre, p) for p in stages) if reused else ()))
+      pre_by_stage.update({p: (f"pretrain/{run_id}", pre, pre_dir) for p in run_stages})
     for ptpp in stages:
+      pre_id, pre, pre_dir = pre_by_stage[ptpp]
       stage_id = f"{size}_ptpp{ptpp:g}"
       replay_dir = root / "replay" / stage_id
       needs_replay = study.replay_tokens > 0 and any(
@@ -138,11 +156,11 @@ def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
       if needs_replay:
         cells.append(Cell(f"replay/{stage_id}", "replay", replay_dir,
                           {"workdir": str(pre_dir), "step": _stage_step(pre, ptpp), "tokens": study.replay_tokens,
-                           "seed": study.pretrain.seed}, {"size": size, "ptpp": f"{ptpp:g}"}, [f"pretrain/{size}"]))
-      for combo in itertools.product(*[values for _, values in study.axes]):
+                           "seed": study.pretrain.seed}, {"size": size, "ptpp": f"{ptpp:g}"}, [pre_id]))
+      for combo in itertools.product(*[values for _, values in axes]):
         labels = {"size": size, "ptpp": f"{ptpp:g}"}
         overrides = dict(size_over)
-        for (axis, _), (label, ov) in zip(study.axes, combo):
+        for (axis, _), (label, ov) in zip(axes, combo):
           labels[axis] = label
           overrides.update(_plain(ov))
         if any(all(labels.get(k) == v for k, v in _plain(ex).items()) for ex in study.get("exclude", None) or []):
@@ -152,8 +170,8 @@ def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
         cfg = _apply(study.adapt, overrides)
         with cfg.unlocked():
           cfg.stage, cfg.init_from, cfg.init_step = "adapt", str(pre_dir), _stage_step(pre, ptpp)
-        cell_id = "_".join([stage_id] + [labels[a] for a, _ in study.axes])
-        needs = [f"pretrain/{size}"] + ([f"replay/{stage_id}"] if needs_replay else [])
+        cell_id = "_".join([stage_id] + [labels[a] for a, _ in axes])
+        needs = [pre_id] + ([f"replay/{stage_id}"] if needs_replay else [])
         cells.append(Cell(f"cells/{cell_id}", "adapt", root / "cells" / cell_id, cfg.to_dict(), labels, needs))
   return cells
 
@@ -310,7 +328,8 @@ def result_row(cell: Cell) -> dict[str, Any]:
   babi = _babi_baseline(cell, final)
   return {
       "cell": cell.id.split("/", 1)[1], "size": cell.labels.get("size"), "params": s["params"],
-      "ptpp": float(cell.labels["ptpp"]), "atpp": s["atpp"], "adapt_tokens": s["tokens"],
+      "ptpp": float(cell.labels["ptpp"]), "seed": (cell.config or {}).get("seed"), "atpp": s["atpp"],
+      "adapt_tokens": s["tokens"],
       "replay_ratio": s["replay_ratio"], "replay_token_share": s.get("replay_token_share"),
       "replay_semantics": s.get("replay_semantics"), "replay_kind": s["replay_kind"], "replay_loss": s["replay_loss"],
       "replay_coeff": s["replay_coeff"], "target_loss": final.get("eval/target/loss"),

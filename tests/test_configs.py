@@ -8,7 +8,8 @@ import pytest
 
 from cpt_jax import config as config_lib
 
-CONFIGS = sorted(p for p in (Path(__file__).parent.parent / "configs").glob("*.py") if p.name != "from_json.py")
+CONFIGS = sorted(p for p in (Path(__file__).parent.parent / "configs").glob("*.py")
+                 if p.name not in ("from_json.py", "study_common.py"))  # study_common: helpers of the studies
 
 
 def _load(path):
