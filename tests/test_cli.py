@@ -92,14 +92,14 @@ def test_every_command_line_error_is_one_line(tmp_path):
   """Bad paths, bad fields and missing prerequisites of study and the tools: exit 2, one `error:` line, no
   traceback (train's own are in test_bad_inputs.py); --status names a missing prerequisite's command."""
   py, quickstart = sys.executable, str(REPO / "configs" / "quickstart.py")
-  babi = str(REPO / "configs" / "study_babi.py")  # its shared pretraining run does not exist in tmp_path
+  reusing = str(REPO / "tests" / "configs" / "study_reusing_pretraining.py")  # its pretraining run is missing
   bad_csv = _fake_results(tmp_path / "bad.csv", ["params", "ptpp", "target_loss"])
   study_cmd = [py, "-m", "cpt_jax.study", "--workdir", str(tmp_path / "s")]
-  make_pretrain = "python -m cpt_jax.train --config configs/study_common.py --workdir runs/pretrain_small"
+  make_pretrain = "python -m cpt_jax.train --config configs/pretrain_tiny.py --workdir runs/pretrain_missing"
   cases = [  # (id, argv, key words of the error)
       ("study_config_missing", study_cmd + ["--config", "configs/nope.py"], ["configs/nope.py", "does not exist"]),
       ("study_field_typo", study_cmd + ["--config", quickstart, "--config.adapt.opt.lrr=1"], ["lrr"]),
-      ("study_prerequisite", study_cmd + ["--config", babi],
+      ("study_prerequisite", study_cmd + ["--config", reusing],
        ["does not exist yet", make_pretrain]),
       ("fit_laws_no_csv", [py, "tools/fit_laws.py", str(tmp_path / "no.csv"), "--fit-ptpp", "1", "--test-ptpp", "2"],
        ["no.csv is not a file"]),
@@ -119,7 +119,7 @@ def test_every_command_line_error_is_one_line(tmp_path):
     results = list(pool.map(lambda c: subprocess.run(c[1], cwd=tmp_path if c[0].startswith("study") else REPO,
                                                      capture_output=True, text=True, timeout=300, check=False,
                                                      env=env),
-                            cases + [("study_status", study_cmd + ["--config", babi, "--status"], [])]))
+                            cases + [("study_status", study_cmd + ["--config", reusing, "--status"], [])]))
   status = results.pop()
   for (name, _, words), r in zip(cases, results):
     errors = cli_utils.error_lines(r.stderr)

@@ -56,6 +56,31 @@ def test_expand_builds_the_grid_in_dependency_order(tmp_path, corpus_dir):
   assert cells[2].config["replay"]["ratio"] == 0.5 and cells[1].config["replay"]["ratio"] == 0.0
 
 
+
+def test_expand_runs_each_seed_and_pretrains_each_stage_on_its_own(tmp_path, corpus_dir):
+  """seeds: one adaptation cell per seed (its `seed` set, excludable by label); pretrain_per_stage: one
+  pretraining run per stage, whose schedule ends at that stage, each stage's cells starting from its end."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("study_tiny", _study_file(tmp_path, corpus_dir))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  s = mod.get_config()
+  s.seeds, s.pretrain_per_stage = [0, 1, 2], True
+  s.exclude = [{"ptpp": "0.5", "seed": "s1"}]
+  cells = study.expand(s, tmp_path / "s")
+  pre = [c for c in cells if c.kind == "pretrain"]
+  assert [c.id for c in pre] == ["pretrain/xs_ptpp0.5", "pretrain/xs_ptpp1"]
+  assert [(c.config["train"]["ptpp"], c.config["train"]["save_at_ptpp"]) for c in pre] == [(0.5, "0.5"), (1.0, "1")]
+  adapt = [c for c in cells if c.kind == "adapt"]
+  assert len(adapt) == 2 * 2 * 3 - 2  # stages × replay × seeds, less the excluded (0.5, s1) pair
+  assert "cells/xs_ptpp0.5_r0_s1" not in {c.id for c in adapt} and "cells/xs_ptpp1_r50_s2" in {c.id for c in adapt}
+  for c in adapt:
+    assert c.config["seed"] == int(c.labels["seed"][1:])
+    assert c.needs == [f"pretrain/xs_ptpp{c.labels['ptpp']}"]
+    assert c.config["init_from"] == str(tmp_path / "s" / "pretrain" / f"xs_ptpp{c.labels['ptpp']}")
+  first = {c.labels["ptpp"]: c.config["init_step"] for c in adapt}
+  assert first["0.5"] < first["1"]
+
 @pytest.mark.slow
 def test_killed_study_resumes_without_redoing_cells(tmp_path, corpus_dir):
   cfg_file = _study_file(tmp_path, corpus_dir)
