@@ -244,22 +244,26 @@ _POSITION = {"to the left of": (0, -1), "to the right of": (0, 1), "above": (1, 
 
 
 def solve_position(statements, q):
+  """Places the shapes on a grid from the statements ("above" is directly above: the other coordinate is
+  the same), then compares the two asked about on the question's axis; level on that axis: not asked."""
   rels = "|".join(_POSITION)
-  facts = collections.defaultdict(dict)  # facts[axis][(x, y)] = sign of x - y
+  facts = []
   for line in statements:
     x, rel, y = re.match(rf"^The ([a-z ]+?) is ({rels}) the ([a-z ]+)\.$", line.text).groups()
-    axis, sign = _POSITION[rel]
-    facts[axis][x, y], facts[axis][y, x] = sign, -sign
+    facts.append((x, y, *_POSITION[rel]))
+  coord = {facts[0][1]: (0, 0)}
+  for _ in facts:  # enough passes to place a chain of any order
+    for x, y, axis, sign in facts:
+      if (x in coord) != (y in coord):
+        known, other, step = (y, x, sign) if y in coord else (x, y, -sign)
+        pos = list(coord[known])
+        pos[axis] += step
+        coord[other] = tuple(pos)
   x, rel, y = re.match(rf"^Is the ([a-z ]+?) ({rels}) the ([a-z ]+)\?\s*$", q).groups()
   axis, sign = _POSITION[rel]
-  known = facts[axis].get((x, y))
-  if known is None:
-    middles = {b for (a, b) in facts[axis] if a == x}
-    chained = {facts[axis][x, z] for z in middles if facts[axis].get((z, y)) == facts[axis][x, z]}
-    if len(chained) != 1:
-      raise ValueError(f"{q!r} does not follow from the statements")
-    known = chained.pop()
-  return "yes" if known == sign else "no"
+  if x not in coord or y not in coord or coord[x][axis] == coord[y][axis]:
+    raise ValueError(f"{q!r} does not follow from the statements")
+  return "yes" if (coord[x][axis] - coord[y][axis]) * sign > 0 else "no"
 
 
 def solve_size(statements, q):

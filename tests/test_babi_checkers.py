@@ -65,3 +65,13 @@ def test_path_checker_refuses_a_story_with_two_shortest_paths():
           "4 The c is east of the d.\n5 How do you go from the a to the c?\te,n\t1 2\n")
   errors = babi_checkers.check_stories(19, fileformat.parse_stories(text))
   assert len(errors) == 1 and "2 shortest paths" in errors[0]
+
+
+def test_position_checker_reads_above_as_directly_above():
+  # the paper's example: the red square is level with the blue one, so left of the triangle
+  text = ("1 The red square is above the blue square.\n2 The triangle is to the right of the blue square.\n"
+          "3 Is the red square to the left of the triangle?\tyes\t1 2\n"
+          "4 Is the triangle below the red square?\tyes\t1 2\n"
+          "5 Is the red square to the right of the triangle?\tyes\t1 2\n")
+  errors = babi_checkers.check_stories(17, fileformat.parse_stories(text))
+  assert len(errors) == 1 and "line 5" in errors[0]

@@ -85,3 +85,29 @@ def test_stats_reads_an_official_file(tmp_path, capsys):
   out = capsys.readouterr().out
   assert "questions 2" in out and "baseline 50.0%" in out
   assert main(["stats", str(tmp_path / "missing")]) == 2
+
+
+def test_truncated_share_per_task_matches_what_the_pipeline_cuts():
+  from cpt_jax.data.babi.stats import truncated_share
+  from cpt_jax.data.pipeline import _TokenizeExample
+
+  class Words:  # one token per word; BOS and EOS as the pipeline adds them
+    bos_id, eos_id = 1, 2
+
+    def encode(self, text):
+      return [3] * len(text.split())
+
+  records = [{"prompt": "a b c", "completion": " d", "task": 1}, {"prompt": "a", "completion": " b", "task": 1},
+             {"prompt": "a b c d e f", "completion": " g", "task": 2}]
+  out = truncated_share(records, Words().encode, context_length=4)
+  assert list(out) == [1, 2, "all"]
+  assert out[1] == {"examples": 2, "truncated": 1, "longest": 5, "share": 0.5}  # 3 + 1 words + BOS/EOS shift
+  assert out[2]["share"] == 1.0 and out["all"]["truncated"] == 2 and out["all"]["share"] == pytest.approx(2 / 3)
+  cut = _TokenizeExample(Words(), 4, True, "t", len(records), report=True)
+  for i, r in enumerate(records):
+    cut(i, r)
+  assert cut._cut == out["all"]["truncated"]
+  assert truncated_share(records, Words().encode, 8)["all"]["truncated"] == 0
+  assert truncated_share([], Words().encode, 8) == {}
+  with pytest.raises(ValueError, match="context_length"):
+    truncated_share(records, Words().encode, 0)

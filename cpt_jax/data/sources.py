@@ -12,7 +12,8 @@ from typing import Any
 
 from cpt_jax.data import corpora, hf_datasets, records
 from cpt_jax.data.corpora import default_data_dir
-from cpt_jax.data.babi import dataset as babi_dataset
+from cpt_jax.data.babi import dataset as babi_dataset, fileformat as babi_fileformat, generate as babi_generate
+from cpt_jax.data.babi import render as babi_render
 from cpt_jax.data.records import DataError, RecordSource
 
 
@@ -33,17 +34,21 @@ def babi_tasks(spec: str) -> list[int]:
 
 
 def dataset_path(source_cfg, data_dir: Path, seed: int = 0) -> str:
-  """The dataset directory of a source, preparing it first when cpt_jax makes it."""
+  """The dataset directory of a source, preparing it first when cpt_jax makes it. `seed` (the run's) is not
+  used: bAbI stories come from `babi_data_seed`, so runs of every seed train on the same stories."""
+  del seed
   kind = source_cfg.kind
   if kind == "corpus":
     return str(corpora.prepare_corpus(source_cfg.name, data_dir))
   if kind == "babi":
     tasks = babi_tasks(source_cfg.babi_tasks)
-    name = f"babi_{source_cfg.babi_mode}_{source_cfg.babi_stories}_t{'-'.join(map(str, tasks))}_s{seed}"
+    data_seed = source_cfg.get("babi_data_seed", 0)  # a config.json from before the field: seed 0
+    name = (f"babi_{source_cfg.babi_mode}_{source_cfg.babi_stories}_t{'-'.join(map(str, tasks))}_s{data_seed}"
+            f"_g{babi_generate.GENERATOR_VERSION}")
     out = data_dir / name
     if not (out / "dataset_info.json").exists():
       babi_dataset.write_babi_dataset(out, mode=source_cfg.babi_mode, num_stories_per_task=source_cfg.babi_stories,
-                                      seed=seed, tasks=tasks)
+                                      seed=data_seed, tasks=tasks)
     return str(out)
   if kind == "records":
     return source_cfg.path
@@ -52,6 +57,48 @@ def dataset_path(source_cfg, data_dir: Path, seed: int = 0) -> str:
   if kind == "hf":
     return hf_datasets.prepare(source_cfg, data_dir)
   raise DataError(f"source kind {kind!r} has no dataset directory")
+
+
+def _story_text(story) -> str:
+  return babi_fileformat.format_stories([story])
+
+
+def babi_heldout(source_cfg, mode: str, data_dir: Path, stories: int, eval_seed: int, exclude_stories: int
+                 ) -> list[dict[str, Any]]:
+  """Held-out bAbI test records of `mode` for the source's tasks: `stories` stories per task generated with
+  `eval_seed` (apart from every training pool), minus those whose text is among the first `exclude_stories`
+  stories of the training stream (`mode`, `babi_data_seed`). A training split of up to that many stories per
+  task is a part of that pool (generation is sequential), so no returned story is in the training data of a
+  run of either variant with babi_stories ≤ exclude_stories. Cached in data_dir (the same for every run)."""
+  tasks = babi_tasks(source_cfg.babi_tasks)
+  data_seed = source_cfg.get("babi_data_seed", 0)
+  name = (f"babi_heldout_{mode}_{stories}_t{'-'.join(map(str, tasks))}_e{eval_seed}_x{exclude_stories}"
+          f"_g{babi_generate.GENERATOR_VERSION}"
+          f"_s{data_seed}.jsonl")
+  path = data_dir / name
+  if path.exists():
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+  rows, dropped = [], {}
+  for task in tasks:
+    pool = {_story_text(s) for s in babi_generate.generate_stories(task, mode, exclude_stories, data_seed)}
+    kept = 0
+    for index, story in enumerate(babi_generate.generate_stories(task, mode, stories, eval_seed)):
+      if _story_text(story) in pool:
+        dropped[task] = dropped.get(task, 0) + 1
+        continue
+      kept += 1
+      rows += [{"prompt": p, "completion": c, "task": task, "story_id": f"{mode}-e{eval_seed}-qa{task}-{index}"}
+               for p, c in babi_render.render_story(story)]
+    if not kept:
+      raise DataError(f"bAbI {mode} task {task}: all {stories} test stories (seed {eval_seed}) are training "
+                      f"stories; raise train.babi_eval_stories or change data.target.babi_eval_seed")
+  if dropped:
+    logging.info("bAbI %s test stories: dropped those also in the training pool, per task %s", mode, dropped)
+  data_dir.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")  # cells of a study may write it at once
+  tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+  os.replace(tmp, path)
+  return rows
 
 
 class ListSource:

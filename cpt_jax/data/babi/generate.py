@@ -17,6 +17,9 @@ GENERATORS = {
 }
 assert set(GENERATORS) == set(TASK_NAMES)
 
+# Bumped whenever any task's stories change: datasets cached under an older version are rebuilt, not reused.
+GENERATOR_VERSION = 2
+
 
 def check_task(task: int) -> int:
   if not isinstance(task, int) or task not in GENERATORS:

@@ -1,5 +1,6 @@
-"""Statistics of bAbI files: story lengths, answer distribution, majority-answer baseline, and how many
-distinct names / places / objects the stories use (the synthetic mode's diversity claim)."""
+"""Statistics of bAbI files: story lengths, answer distribution, majority-answer baseline, how many
+distinct names / places / objects the stories use (the synthetic mode's diversity claim), and the share of
+rendered examples longer than a model's context."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import collections
 import os
 import re
 from pathlib import Path
+from typing import Callable, Iterable, Sequence
 
 from cpt_jax.data.babi import fileformat
 from cpt_jax.data.babi.score import normalize
@@ -17,6 +19,27 @@ _POOLS = {
     "places": set(ORIGINAL.rooms + ORIGINAL.outdoor + SYNTHETIC.rooms + SYNTHETIC.outdoor),
     "objects": set(ORIGINAL.objects + SYNTHETIC.objects),
 }
+
+
+def truncated_share(records: Iterable[dict], encode: Callable[[str], Sequence[int]], context_length: int,
+                    special_tokens: int = 1) -> dict[int | str, dict]:
+  """Per task (and "all"): how many rendered records are longer than `context_length` tokens, so a study
+  can state the share it trains or scores on cut stories. A record's length is
+  len(encode(prompt)) + len(encode(completion)) + `special_tokens`: the pipeline wraps it in BOS and EOS
+  and shifts by one, so 1 matches what it cuts (`_TokenizeExample`). Returns {task: {"examples",
+  "truncated", "share", "longest"}}, tasks in order, "all" last."""
+  if context_length < 1:
+    raise ValueError(f"context_length must be >= 1, got {context_length}")
+  counts: dict[int | str, dict] = {}
+  for record in records:
+    n = len(encode(record["prompt"])) + len(encode(record["completion"])) + special_tokens
+    for key in (record["task"], "all"):
+      c = counts.setdefault(key, {"examples": 0, "truncated": 0, "longest": 0})
+      c["examples"] += 1
+      c["truncated"] += n > context_length
+      c["longest"] = max(c["longest"], n)
+  order = sorted(k for k in counts if k != "all") + (["all"] if counts else [])
+  return {k: {**counts[k], "share": counts[k]["truncated"] / counts[k]["examples"]} for k in order}
 
 
 def babi_files(path: str | os.PathLike) -> list[Path]:

@@ -103,23 +103,36 @@ def task3(rng: random.Random, vocab: Vocab) -> Story:
 
 
 def task5(rng: random.Random, vocab: Vocab) -> Story:
-  """Three-argument relations: who gave what to whom, asked right after a give."""
+  """Three-argument relations: who gave what to whom. As in the original generator, every give (once two
+  lines have passed since the last question) is asked about after 0-5 other lines, so the answer is not
+  simply in the last line; none of them moves the same object or is another give between the same two
+  people, so the asked give stays the latest one the question could mean."""
   world = new_world(vocab, rng, 5)
-  seen = [0]
+  weights, target, since = (4, 3, 1, 4), shape(vocab, rng, 5, 1, 8), 0
+  for _ in range(_MAX_TRIES * target):
+    if world.story.num_questions == target:
+      break
+    gives = len(world.gives)
+    world.random_action(weights)
+    since += 1
+    if len(world.gives) == gives or since < 2:
+      continue
+    g = world.gives[-1]
 
-  def ask(w: World) -> bool:
-    if len(w.gives) == seen[0]:
-      return False
-    seen[0] = len(w.gives)
-    g = w.gives[-1]
+    def unrelated(kind, args, g=g) -> bool:
+      return g.obj not in args and not (kind == "give" and (args[0], args[2]) == (g.giver, g.receiver))
+
+    for _ in range(rng.randint(0, 5)):
+      world.random_action(weights, unrelated)
     text, answer = rng.choice([
         (f"Who gave the {g.obj} to {g.receiver}?", g.giver), (f"Who gave the {g.obj}?", g.giver),
         (f"Who received the {g.obj}?", g.receiver), (f"What did {g.giver} give to {g.receiver}?", g.obj),
         (f"Who did {g.giver} give the {g.obj} to?", g.receiver)])
-    w.story.ask(text, answer, (g.line,))
-    return True
-
-  return _run(world, shape(vocab, rng, 5, 1, 8), 1, shape(vocab, rng, 4, 1, 8), (4, 3, 1, 4), ask)
+    world.story.ask(text, answer, (g.line,))
+    since = 0
+  if world.story.num_questions == 0:
+    return task5(rng, vocab)
+  return world.story.story()
 
 
 def task6(rng: random.Random, vocab: Vocab) -> Story:

@@ -10,7 +10,7 @@ import random
 
 from cpt_jax.data.babi.fileformat import Story
 from cpt_jax.data.babi.tasks_house import shape, story_places
-from cpt_jax.data.babi.vocab import Vocab, actors_for
+from cpt_jax.data.babi.vocab import ORIGINAL_PLACES, Vocab, actors_for
 from cpt_jax.data.babi.world import StoryBuilder, World
 
 TIMES = ("yesterday", "this morning", "this afternoon", "this evening")
@@ -26,10 +26,12 @@ def _cast(vocab, rng, task, places_pool=None):
 
 
 def _ask_yes_no_maybe(rng, vocab, story, actor, known, places):
-  """Asks "Is X in P?" about one actor's knowledge: ("in", P), ("not", P) or ("either", P, Q)."""
+  """Asks "Is X in P?" about one actor's knowledge: ("in", P), ("not", P) or ("either", P, Q). As in the
+  original, a known place is asked about or swapped for another one at even odds, so whether the actor's
+  last sentence was positive does not give the answer away."""
   kind, line, *where = known
-  if kind == "in":  # yes-heavy here, so that over all knowledge kinds yes / no / maybe stay balanced
-    answer, place = ("yes", where[0]) if rng.random() < 0.8 else ("no", _other(rng, places, where[0]))
+  if kind == "in":
+    answer, place = ("yes", where[0]) if rng.random() < 0.5 else ("no", _other(rng, places, where[0]))
   elif kind == "not":
     answer, place = "no", where[0]
   else:
@@ -38,19 +40,18 @@ def _ask_yes_no_maybe(rng, vocab, story, actor, known, places):
 
 
 def _knowledge_task(task: int, statement):
-  """Tasks 9 and 10: `statement(rng, vocab, actor, places, prev)` says one fact, returns the knowledge."""
+  """Tasks 9 and 10: `statement(rng, vocab, actor, places, prev)` says one fact, returns the knowledge.
+  Questions ask about any actor said something of so far, as the original does, not only the last ones."""
 
   def generate(rng: random.Random, vocab: Vocab) -> Story:
     actors, places = _cast(vocab, rng, task, vocab.rooms + (vocab.outdoor if task == 10 else ()))
     story, known = StoryBuilder(), {}
     for _ in range(shape(vocab, rng, 5, 1, 8)):
-      mentioned = []
       for _ in range(shape(vocab, rng, 2, 1, 4)):
         actor = rng.choice(actors)
         kind, text, *where = statement(rng, vocab, actor, places, known.get(actor))
         known[actor] = (kind, story.say(text), *where)
-        mentioned.append(actor)
-      actor = rng.choice(mentioned)
+      actor = rng.choice(sorted(known))
       _ask_yes_no_maybe(rng, vocab, story, actor, known[actor], places)
     return story.story()
 
@@ -58,12 +59,13 @@ def _knowledge_task(task: int, statement):
 
 
 def _negation_statement(rng, vocab, actor, places, prev):
+  """A move (1/2), "X is in P" (1/4) or "X is not in P" (1/4): the original's mix."""
   here = prev[2] if prev and prev[0] == "in" else None
   roll = rng.random()
-  if roll < 0.4:
+  if roll < 0.5:
     place = _other(rng, places, here)
     return "in", vocab.say(rng, "move", a=actor, p=place), place
-  if roll < 0.6:
+  if roll < 0.75:
     place = _other(rng, places, here)
     return "in", vocab.say(rng, "is_in", a=actor, p=place), place
   place = here if here and rng.random() < 0.5 else _other(rng, places)
@@ -93,7 +95,10 @@ def _pronoun_move(rng, vocab, pronoun: str, place: str) -> str:
 def _where_task(task: int, pairs: bool, pronouns: bool):
   """Tasks 11-13: moves by one actor or a pair, optionally referred to by a pronoun next time.
 
-  A pronoun line's support is the line that named the actor too, since that is what resolves it.
+  The original tells a named move and then a pronoun move (11, 13), or only pair moves (12); synthetic
+  mode mixes them. The question asks about any actor whose place is known, as in the released files (not
+  only the last subject, which would put the answer in the last line every time). A pronoun line's support
+  is the line that named the actor too, since that is what resolves it.
   """
 
   def generate(rng: random.Random, vocab: Vocab) -> Story:
@@ -104,15 +109,15 @@ def _where_task(task: int, pairs: bool, pronouns: bool):
     for _ in range(shape(vocab, rng, 5, 1, 8)):
       for _ in range(shape(vocab, rng, 2, 1, 4)):
         place = None
-        if pronouns and prev and not prev_was_pronoun and rng.random() < 0.5:
+        if pronouns and prev and not prev_was_pronoun and (not vocab.varied_lengths or rng.random() < 0.5):
           subject = prev[0]
           place = _other(rng, places, world.actor_at[subject[0]].value)
           word = "they" if len(subject) == 2 else vocab.gender(subject[0])
           line = world.story.say(_pronoun_move(rng, vocab, word, place))
           sup, prev_was_pronoun = (prev[1], line), True
         else:
-          subject = tuple(rng.sample(actors, 2)) if pairs and (task == 13 or rng.random() < 0.5) else (
-              rng.choice(actors),)
+          pair = pairs and (task == 13 or not vocab.varied_lengths or rng.random() < 0.75)
+          subject = tuple(rng.sample(actors, 2)) if pair else (rng.choice(actors),)
           here = {world.actor_at[a].value for a in subject if a in world.actor_at}
           place = _other(rng, places, *here)
           text = (vocab.say(rng, "pair_move", a=subject[0], b=subject[1], p=place) if len(subject) == 2
@@ -123,7 +128,7 @@ def _where_task(task: int, pairs: bool, pronouns: bool):
           world.set_location(actor, place, line)
           support[actor] = sup
         prev = (subject, line)
-      actor = rng.choice(prev[0])
+      actor = rng.choice(world.placed())
       world.story.ask(vocab.say(rng, "q_where", x=actor), world.actor_at[actor].value, support[actor])
     return world.story.story()
 
@@ -144,7 +149,8 @@ def _time_sentence(rng, vocab, actor, time, place) -> str:
 
 def task14(rng: random.Random, vocab: Vocab) -> Story:
   """Time reasoning: moves stamped with a time of day, told out of order; "Where was X before the P?"."""
-  actors, places = _cast(vocab, rng, 14, vocab.rooms + vocab.outdoor)
+  places_pool = ORIGINAL_PLACES[14] if vocab.mode == "original" else vocab.rooms + vocab.outdoor
+  actors, places = _cast(vocab, rng, 14, places_pool)
   actors = actors[:shape(vocab, rng, 2, 1, 3)]
   events = []  # (actor, slot, place)
   for actor in actors:

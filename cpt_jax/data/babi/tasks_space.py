@@ -1,6 +1,6 @@
-"""Tasks 4, 17, 18, 19: relations in space and size. Entities get true positions (a grid) or sizes (a
-fixed ladder); statements are drawn from those, and questions are only asked when the statements imply
-the answer, which is then read off the positions or sizes."""
+"""Tasks 4, 17, 18, 19: relations in space and size. Entities get true positions (a grid) or sizes (an
+order drawn per story); statements are drawn from those, and questions are only asked when the
+statements imply the answer, which is then read off the positions or sizes."""
 
 from __future__ import annotations
 
@@ -44,24 +44,35 @@ def _say_edge(rng, a, direction, b) -> str:
 
 
 def task4(rng: random.Random, vocab: Vocab) -> Story:
-  """Two-argument relations: "What is north of the kitchen?" / "What is the kitchen north of?"."""
+  """Two-argument relations: "What is north of the kitchen?" / "What is the kitchen north of?".
+
+  The room asked about always has two stated neighbours, so the answer needs the direction, not just the
+  other room of the one statement that names it. The original has three rooms in a row, two statements
+  in either order and one question about the middle room; synthetic mode grows a bigger map.
+  """
   rooms = story_places(vocab, rng)
   rng.shuffle(rooms)
-  pos, edges = {rooms[0]: (0, 0)}, []
-  for _ in range(shape(vocab, rng, 2, 2, 5)):
-    _grow(rng, pos, edges, rooms)
-  story, lines = StoryBuilder(), []
-  for a, d, b in edges:
-    lines.append(story.say(_say_edge(rng, a, d, b)))
+  if vocab.varied_lengths:
+    pos, edges = {rooms[0]: (0, 0)}, []
+    for _ in range(rng.randint(2, 5)):
+      _grow(rng, pos, edges, rooms)
+  else:
+    direction, (a, b, c) = rng.choice(("north", "east")), rooms[:3]
+    edges = [(b, direction, a), (c, direction, b)]
+  rng.shuffle(edges)
+  story, neighbours = StoryBuilder(), {}
+  for a, d, b in edges:  # a is d of b
+    line = story.say(_say_edge(rng, a, d, b))
+    neighbours.setdefault(b, []).append((a, d, line))
+    neighbours.setdefault(a, []).append((b, OPPOSITE[d], line))
+  hubs = [room for room, near in neighbours.items() if len(near) >= 2]
   for _ in range(shape(vocab, rng, 1, 1, 3)):
-    i = rng.randrange(len(edges))
-    a, d, b = edges[i]
-    if rng.random() < 0.5:  # ask about a or about b, in either wording
-      a, d, b = b, OPPOSITE[d], a
+    room = rng.choice(hubs)
+    other, d, line = rng.choice(neighbours[room])  # other is d of room
     if rng.random() < 0.5:
-      story.ask(vocab.say(rng, "q_dir_what", d=d, p=b), a, (lines[i],))
+      story.ask(vocab.say(rng, "q_dir_what", d=d, p=room), other, (line,))
     else:
-      story.ask(vocab.say(rng, "q_dir_of", d=d, p=a), b, (lines[i],))
+      story.ask(vocab.say(rng, "q_dir_of", d=OPPOSITE[d], p=room), other, (line,))
   return story.story()
 
 
@@ -92,62 +103,56 @@ def task19(rng: random.Random, vocab: Vocab) -> Story:
 
 
 _RELATIONS = {"to the left of": (0, -1), "to the right of": (0, 1), "above": (1, 1), "below": (1, -1)}
+_INVERSE = {"to the left of": "to the right of", "to the right of": "to the left of", "above": "below",
+            "below": "above"}
 
 
-def _implied(facts, x, y, axis):
-  """Sign of coord[x] - coord[y] on `axis` implied by the statements (directly or via one shape), and
-  the statement lines used; (0, ()) when the statements leave it open."""
-  def direct(p, q):
-    for a, b, ax, sign, line in facts:
-      if ax == axis and (a, b) == (p, q):
-        return sign, (line,)
-      if ax == axis and (a, b) == (q, p):
-        return -sign, (line,)
-    return 0, ()
-  sign, lines = direct(x, y)
-  if sign:
-    return sign, lines
-  for z in {f[0] for f in facts} | {f[1] for f in facts}:
-    s1, l1 = direct(x, z)
-    s2, l2 = direct(z, y)
-    if s1 and s1 == s2:
-      return s1, l1 + l2
-  return 0, ()
+def _shapes(rng: random.Random, vocab: Vocab, k: int = 3) -> list[str]:
+  """`k` shapes as the original draws them: plain ("triangle") or coloured ("pink triangle"), two colours of
+  one kind allowed, but never a plain kind next to a coloured one of the same kind (which would be ambiguous)."""
+  pool = list(vocab.shapes) + [f"{c} {s}" for s in vocab.shapes for c in vocab.shape_colors]
+  names: list[str] = []
+  while len(names) < k:
+    name = rng.choice(pool)
+    kind = name.split()[-1]
+    if name not in names and not any(n.split()[-1] == kind and (n == kind or name == kind) for n in names):
+      names.append(name)
+  return names
 
 
 def task17(rng: random.Random, vocab: Vocab) -> Story:
-  """Positional reasoning: shapes beside / above each other; yes/no questions needing inversion and
-  one step of transitivity."""
-  kinds = rng.sample(vocab.shapes, 3)
-  names = [k if rng.random() < 0.3 else f"{rng.choice(vocab.shape_colors)} {k}" for k in kinds]
-  a, b, c = names
-  coord = {a: [0, 0]}
-  axis1, sign1 = rng.randrange(2), rng.choice((1, -1))
-  coord[b] = list(coord[a])
-  coord[b][axis1] += sign1
-  anchor = rng.choice((a, b))
-  axis2 = axis1 if rng.random() < 0.5 else 1 - axis1
-  sign2 = sign1 if axis2 == axis1 else rng.choice((1, -1))
-  anchor = b if axis2 == axis1 else anchor
-  coord[c] = list(coord[anchor])
-  coord[c][axis2] += sign2
-  facts, story = [], StoryBuilder()
-  for x, y in ((b, a), (c, anchor)):
-    axis = 0 if coord[x][0] != coord[y][0] else 1
-    sign = 1 if coord[x][axis] > coord[y][axis] else -1
-    rel = next(r for r, v in _RELATIONS.items() if v == (axis, sign))
-    facts.append((x, y, axis, sign, story.say(f"The {x} is {rel} the {y}.")))
-  candidates = []
-  for x in names:
-    for y in names:
-      for rel, (axis, sign) in _RELATIONS.items():
-        implied, lines = _implied(facts, x, y, axis) if x != y else (0, ())
-        if implied:
-          truth = (coord[x][axis] - coord[y][axis]) * sign > 0
-          candidates.append((f"Is the {x} {rel} the {y}?", "yes" if truth else "no", lines))
-  rng.shuffle(candidates)
-  for text, answer, lines in candidates[:shape(vocab, rng, 8, 2, 8)]:
-    story.ask(text, answer, lines)
+  """Positional reasoning. As in the original, three shapes are placed by a walk on a grid, each next to
+  the previous one ("above" is directly above), and each question asks about two random shapes along an
+  axis where they differ, yes or no at even odds. Besides inversions and transitivity this includes the
+  mixed case: "The red square is above the blue square. The triangle is to the right of the blue square.
+  Is the red square to the left of the triangle?" -- yes, since the red square is level with the blue one.
+  The support of a question is the statements on the path between its two shapes."""
+  names = _shapes(rng, vocab)
+  coord = {names[0]: (0, 0)}
+  story, link = StoryBuilder(), {}
+  for prev, new in zip(names, names[1:]):
+    while True:
+      rel = rng.choice(list(_RELATIONS))
+      axis, sign = _RELATIONS[rel]
+      pos = list(coord[prev])
+      pos[axis] += sign  # new is `rel` prev
+      if tuple(pos) not in coord.values():
+        break
+    coord[new] = tuple(pos)
+    if rng.random() < 0.5:
+      line = story.say(f"The {new} is {rel} the {prev}.")
+    else:
+      line = story.say(f"The {prev} is {_INVERSE[rel]} the {new}.")
+    link[prev, new] = link[new, prev] = line
+  for _ in range(shape(vocab, rng, 8, 2, 8)):
+    x, y = rng.sample(names, 2)
+    axis = rng.choice([ax for ax in (0, 1) if coord[x][ax] != coord[y][ax]])
+    truth = rng.random() < 0.5
+    above = coord[x][axis] > coord[y][axis]
+    rel = next(r for r, (ax, sign) in _RELATIONS.items() if ax == axis and (sign > 0) == (above == truth))
+    i, j = sorted((names.index(x), names.index(y)))
+    lines = [link[names[k], names[k + 1]] for k in range(i, j)]
+    story.ask(f"Is the {x} {rel} the {y}?", "yes" if truth else "no", lines)
   return story.story()
 
 
@@ -165,32 +170,52 @@ def _bigger_chain(edges, big, small):
   return None
 
 
+def _two_apart(edges, objects) -> bool:
+  """Whether some pair is related through exactly two statements and by none directly."""
+  return any((x, z) not in edges and (x, y) in edges and (y, z) in edges
+             for x in objects for y in objects for z in objects if x != z)
+
+
 def task18(rng: random.Random, vocab: Vocab) -> Story:
-  """Size reasoning over a fixed size ladder: "Does the box fit in the suitcase?" by transitivity."""
+  """Size reasoning: "Does the box fit in the suitcase?" from stated relations, by transitivity.
+
+  Each story draws its own size order (no object is always the biggest), so the same two objects compare
+  either way across stories and only the statements give the answer. Questions ask about pairs that no
+  statement relates directly, through a chain of two statements (the original's only kind) or, in
+  synthetic mode, longer; the first round starts with such a chain. The four question forms make the
+  answer yes or no at even odds.
+  """
   objects = rng.sample(vocab.sizes, min(len(vocab.sizes), shape(vocab, rng, 6, 4, 8)))
-  rank = {o: vocab.sizes.index(o) for o in objects}  # lower rank = bigger
-  story, edges = StoryBuilder(), {}
-  for _ in range(shape(vocab, rng, 2, 1, 4)):
-    for _ in range(shape(vocab, rng, 4, 2, 5)):
-      x, y = sorted(rng.sample(objects, 2), key=rank.get)
-      if (x, y) in edges:
-        continue
+  rank = {o: i for i, o in enumerate(objects)}  # this story's order, biggest first
+  story, edges, asked = StoryBuilder(), {}, set()
+  for round_ in range(shape(vocab, rng, 2, 1, 4)):
+    new = []
+    if round_ == 0:
+      a, b, c = sorted(rng.sample(objects, 3), key=rank.get)
+      new = [(a, b), (b, c)]
+    for _ in range(shape(vocab, rng, 4, 2, 5) - len(new)):  # as the original: no relation that would
+      x, y = sorted(rng.sample(objects, 2), key=rank.get)     # leave no two-statement question to ask
+      known = {**edges, **dict.fromkeys(new, 0), (x, y): 0}
+      if (x, y) not in edges and (x, y) not in new and _two_apart(known, objects):
+        new.append((x, y))
+    rng.shuffle(new)
+    for big, small in new:
       if rng.random() < 0.5:
-        edges[x, y] = story.say(f"The {x} is bigger than the {y}.")
+        edges[big, small] = story.say(f"The {big} is bigger than the {small}.")
       else:
-        edges[x, y] = story.say(f"The {y} fits inside the {x}.")
-    askable = []
-    for x in objects:
-      for y in objects:
-        if x != y:
-          big, small = (x, y) if rank[x] < rank[y] else (y, x)
-          chain = _bigger_chain(edges, big, small)
-          if chain:
-            askable.append((x, y, chain))
-    long_ones = [q for q in askable if len(q[2]) > 1]
-    x, y, chain = rng.choice(long_ones if long_ones and rng.random() < 0.7 else askable)
-    if rng.random() < 0.5:
-      story.ask(f"Does the {x} fit in the {y}?", "yes" if rank[x] > rank[y] else "no", chain)
-    else:
-      story.ask(f"Is the {x} bigger than the {y}?", "yes" if rank[x] < rank[y] else "no", chain)
+        edges[big, small] = story.say(f"The {small} fits inside the {big}.")
+    chains = {(big, small): _bigger_chain(edges, big, small) for big in objects for small in objects
+              if rank[big] < rank[small]}
+    chains = {pair: chain for pair, chain in chains.items() if chain}
+    options = [pair for pair, chain in chains.items() if len(chain) >= 2]
+    if not vocab.varied_lengths:
+      options = [pair for pair in options if len(chains[pair]) == 2] or options
+    options = [pair for pair in options if pair not in asked] or options
+    big, small = rng.choice(options)
+    asked.add((big, small))
+    text, answer = rng.choice([(f"Is the {big} bigger than the {small}?", "yes"),
+                               (f"Does the {small} fit in the {big}?", "yes"),
+                               (f"Is the {small} bigger than the {big}?", "no"),
+                               (f"Does the {big} fit in the {small}?", "no")])
+    story.ask(text, answer, chains[big, small])
   return story.story()

@@ -29,7 +29,7 @@ class Vocab:
   colors: tuple[str, ...]         # task 16
   shapes: tuple[str, ...]         # task 17
   shape_colors: tuple[str, ...]   # task 17
-  sizes: tuple[str, ...]          # task 18, biggest first
+  sizes: tuple[str, ...]          # task 18; each story draws its own size order
   motivations: tuple[tuple[str, str, str], ...]  # (feeling, place, object), task 20
   templates: dict[str, tuple[str, ...]]
   varied_lengths: bool            # synthetic: story shapes are drawn, not fixed
@@ -125,6 +125,8 @@ ORIGINAL_ACTORS = {
     16: ("Lily", "Bernhard", "Greg", "Julius", "Brian"), 20: ("Jason", "Antoine", "Sumit", "Yann"),
 }
 DEFAULT_ACTORS = ("John", "Mary", "Sandra", "Daniel")
+# The places of a task's released file where it is not all rooms: task 14 answers with these six only.
+ORIGINAL_PLACES = {14: ("bedroom", "cinema", "kitchen", "office", "park", "school")}
 
 _SYN_MALE = """John Daniel Fred Jeff Bill Bernhard Greg Julius Brian Jason Antoine Sumit Yann Adam Albert
 Alex Andrew Arthur Ben Carl Charles Chris David Diego Edward Elias Eric Felix Frank George Hans Harry

@@ -137,14 +137,17 @@ class World:
     return [(a, o, b) for a, o in self.droppable() for b in self.placed()
             if b != a and self.actor_at[b].value == self.actor_at[a].value]
 
-  def random_action(self, weights=(4, 2, 1, 0)) -> int:
-    """One move / get / drop / give, drawn by `weights` among those possible; returns its line id."""
+  def random_action(self, weights=(4, 2, 1, 0), allow=None) -> int:
+    """One move / get / drop / give, drawn by `weights` among those possible; returns its line id.
+    `allow(kind, args)` may veto gets, drops and gives: task 5's filler lines leave the asked give alone."""
     options = [(w, kind) for w, kind in zip(weights, ("move", "get", "drop", "give")) if w]
     while True:
       kind = self.rng.choices([k for _, k in options], [w for w, _ in options])[0]
       if kind == "move" or len(self.placed()) < 1:
         return self.move(self.rng.choice(self.actors))
       choices = {"get": self.gettable, "drop": self.droppable, "give": self.givable}[kind]()
+      if allow is not None:
+        choices = [args for args in choices if allow(kind, args)]
       if choices:
         return getattr(self, kind)(*self.rng.choice(choices))
 
