@@ -10,7 +10,8 @@ forgetting under a threshold, per budget).
     python -m cpt_jax.train --config configs/study_common.py --workdir runs/pretrain_small
     python -m cpt_jax.study --config configs/study_babi.py --workdir runs/study_babi
     python tools/report.py runs/study_babi
-  full (GPU/TPU: 111M GPT-2 (12 × 768, vocab 32k) pretrained to 20 TPP, budgets 10^7 … 10^9 tokens, 2 × 5 × 6 cells):
+  full (GPU/TPU: 111M GPT-2 (12 × 768, vocab 32k) pretrained to 20 TPP on FineWeb-Edu, budgets 10^7 … 10^9 tokens,
+        replay (FineWeb-Edu) 0/5/10/25/50/80 %, 2 × 5 × 6 cells × 3 seeds; `--status` prints the cost):
     python -m cpt_jax.study --config configs/study_babi.py:full --workdir gs://…/study_babi --jobs 4
 """
 
@@ -30,12 +31,21 @@ def get_config(scale: str = "small"):
     budgets = [20_000, 60_000, 180_000, 540_000]
     ratios = [0, 1 / 32, 1 / 8, 1 / 2]  # of a 32-row batch: 0, 1, 4, 16 rows
     a.train.babi_eval_examples = 200
-  else:
+  else:  # a 111M GPT-2 pretrained to 20 TPP on FineWeb-Edu (study_common), the paper's grid, 3 seeds
     s.ptpp = [20]
-    stories = {"synthetic": 50_000, "original": 2_000}
-    budgets = [10**7, 10**7.5, 10**8, 10**8.5, 10**9]
-    ratios = [0, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2]  # of a 256-row batch
+    # synthetic: fresh stories (~0.65G tokens, read ≤ 1.6 times at 10^9); original: a fixed pool of ~7.4k questions
+    # per task (the release's en-10k has 10k), read for many epochs by design
+    stories = {"synthetic": 100_000, "original": 2_000}
+    budgets = [10**7, 10**7.5, 10**8, 10**8.5, 10**9]  # the paper's plateau is near 10^8.5
+    ratios = [0, 0.05, 0.1, 0.25, 0.5, 0.8]  # the paper's 5-10 % (general knowledge) and 80 % (GSM8K)
+    a.data.batch_size = 320  # those ratios in whole rows, divisible by 16 data shards: 16, 32, 80, 160, 256
+    a.opt.warmup_tokens = 2_000_000  # the 10^7 budget is 31 steps: warm up in 6, then decay
     a.train.babi_eval_examples = 2_000
+  # crossed scoring: every run answers both variants' held-out test stories (generated apart, the same in every
+  # run, none in either variant's training pool), so synthetic and original are compared on the same questions
+  a.train.babi_eval_modes = "synthetic,original"
+  a.train.babi_eval_stories = 20 if scale == "small" else 200
+  a.train.babi_eval_exclude_stories = max(stories.values())
   s.adapt = a
   s.replay_tokens = 0
   s.axes = [

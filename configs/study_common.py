@@ -6,9 +6,22 @@ cores without repeating the English corpus more than 4 times: 2 layers, context 
 stage is its own pretraining run with its own schedule (`pretrain_per_stage`), as a model trained to that
 ratio would be; each study pretrains what it needs.
 
-Full (GPU/TPU) scale: `pretrain_config("full")`, a ~124M-parameter GPT-2 (12 layers, d=768, T=1024,
-vocab 32k, batch 256).
+Full (GPU/TPU) scale: `pretrain_config("full")`, a ~111M-parameter GPT-2 (12 layers, d=768, T=1024,
+vocab 32k, batch 256), pretrained on FineWeb-Edu (sample-100BT: 100B tokens, so that no run of any full study
+reads it more than 4 times; `python -m cpt_jax.study --config configs/study_X.py:full --workdir W --status`
+prints each run's epochs and device-hours). The large corpora are `hf` sources read from local Parquet
+downloads under $CPT_JAX_CORPORA (default /data/corpora), prepared once into ArrayRecord on first use:
+
+  huggingface-cli download HuggingFaceFW/fineweb-edu --repo-type dataset --include "sample/100BT/*" \
+      --local-dir $CPT_JAX_CORPORA/fineweb-edu       # ~100B tokens; the English base (and real replay)
+  huggingface-cli download wikimedia/wikipedia --repo-type dataset --include "20231101.es/*" \
+      --local-dir $CPT_JAX_CORPORA/wikipedia         # Spanish Wikipedia; the Spanish target of two studies
+
+(A hub name alone would stream the dataset, but FineWeb-Edu has no validation split; from local files every
+1000th document is held out for validation.)
 """
+
+import os
 
 import ml_collections
 
@@ -16,6 +29,25 @@ from cpt_jax.config import default_config
 
 # small-scale model sizes: width → overrides (2 layers, head dim 16)
 SMALL_SIZES = {f"d{d}": {"model.d_model": d, "model.num_heads": d // 16} for d in (32, 48, 64)}
+
+# full-scale corpora: name → (hub dataset, its files under CPT_JAX_CORPORA, train tokens). The sizes feed the
+# study's epoch check (cpt_jax/study_cost.py) before anything is downloaded. FineWeb-Edu sample-100BT: 100B GPT-2
+# tokens (its card); a 32k SentencePiece trained on it gives about as many, a 4k one more, so the stated size
+# errs low (epochs high). Spanish Wikipedia (1.8M articles, several G characters): ≥ 1B tokens with a tokenizer
+# trained on English (≥ 0.4 tokens per Spanish character, measured at vocab ≤ 2048 on the local corpus) —
+# a conservative estimate, not a count.
+FULL_CORPORA_DIR = os.environ.get("CPT_JAX_CORPORA", "/data/corpora")
+FULL_CORPORA = {
+    "fineweb-edu": ("HuggingFaceFW/fineweb-edu:sample-100BT", "fineweb-edu/sample/100BT", 100e9),
+    "wikipedia-es": ("wikimedia/wikipedia:20231101.es", "wikipedia/20231101.es", 1e9),
+}
+
+
+def full_source(source: ml_collections.ConfigDict, corpus: str) -> None:
+  """Sets a source config (data.base / data.target) to one of FULL_CORPORA, its size stated."""
+  name, files, tokens = FULL_CORPORA[corpus]
+  source.kind, source.name, source.path = "hf", name, os.path.join(FULL_CORPORA_DIR, files)
+  source.text_field, source.size_tokens = "text", tokens
 
 
 def pretrain_config(scale: str = "small") -> ml_collections.ConfigDict:
@@ -35,6 +67,7 @@ def pretrain_config(scale: str = "small") -> ml_collections.ConfigDict:
     c.train.eval_every_tokens = 200_000_000
     c.train.checkpoint_every_tokens = 500_000_000
     c.train.eval_rows = 512
+    full_source(c.data.base, "fineweb-edu")
   else:
     raise ValueError(f"scale must be small or full, not {scale!r}")
   return c

@@ -12,7 +12,9 @@ Target: Spanish (data.target = corpus "spanish"), as in the paper's capacity exp
          23M English tokens (0.08 and 2.0 epochs); 20 × N = 0.9M Spanish tokens per adaptation; 3 seeds):
     python -m cpt_jax.study --config configs/study_forgetting.py --workdir runs/study_forgetting
     python tools/report.py runs/study_forgetting
-  full (GPU/TPU: a 20M GPT-2 pretrained to 20 and 2,000 TPP, 20 × N adaptation tokens per cell):
+  full (GPU/TPU: the paper's 6 × 384 GPT-2 (12.3M parameters, vocabulary 4096, context 256) pretrained to 20 and
+        17,000 TPP on FineWeb-Edu, adapted on 20 × N tokens of Spanish Wikipedia per cell; 3 seeds; `--status`
+        prints the cost):
     python -m cpt_jax.study --config configs/study_forgetting.py:full --workdir gs://…/study_forgetting
 """
 
@@ -31,11 +33,21 @@ def get_config(scale: str = "small"):
     s.replay_tokens = 400_000  # ≥ the 25 % of 0.9M tokens each self-replay cell reads: no sample is reused
     ratio = 0.25
   else:
-    # a small model pretrained long, as in the paper's capacity slices (6M–46M models, 10–10,000 TPP)
-    s.sizes = [(scale, {"model.num_layers": 6, "model.d_model": 384, "model.num_heads": 6})]
-    s.ptpp = [20, 2000]
+    # the paper's capacity models: 6 layers × 384 (head dim 64), context 256, vocabulary 4096, 256 × 256 tokens
+    # per step (12.3M parameters), pretrained to 20 TPP (Chinchilla) and 17,000 TPP (Figure 1's overtrained
+    # model: 209B tokens, 2.1 epochs of FineWeb-Edu sample-100BT; the paper: 10 epochs of C4-en), then adapted
+    # to Spanish (Wikipedia: the local corpus is far too small for 20 × N tokens)
+    s.sizes = [(scale, {"model.num_layers": 6, "model.d_model": 384, "model.num_heads": 6, "model.max_len": 256,
+                        "data.vocab_size": 4096})]
+    s.ptpp = [20, 17_000]
+    for c in (s.pretrain, a):  # AdamW β2 = 0.999 at 65,536 tokens per step (a 45.4M-token half-life), wd 0.02
+      c.opt.b2_halflife_tokens, c.opt.weight_decay, c.opt.min_lr_ratio = 45_400_000, 0.02, 0.0  # cosine to 0
+    s.pretrain.opt.warmup_tokens = 10_000_000
+    s.pretrain.train.eval_every_tokens = 10_000_000  # a dense validation curve: the compute multiplier reads it
+    a.opt.lr = 1e-4  # the paper's capacity finetune (cosine)
+    common.full_source(a.data.target, "wikipedia-es")
     a.train.atpp, a.train.total_tokens = 20, 0
-    s.replay_tokens = 150_000_000
+    s.replay_tokens = 64_000_000  # ≥ the 25 % of 20 × 12.3M tokens each self-replay cell reads: none reused
     ratio = 0.25
   s.adapt = a
   s.axes = [("method", [

@@ -11,8 +11,9 @@ and a forgetting threshold (cpt_jax/research/plan.py), checked on a held-out cel
          PTPP 279 = 12.8M-38.8M English tokens (1.1-3.5 epochs); ATPP 5, 10, 20 of Spanish):
     python -m cpt_jax.study --config configs/study_ptpp.py --workdir runs/study_ptpp
     python tools/report.py runs/study_ptpp
-  full (GPU/TPU: 111M GPT-2 (12 × 768, vocab 32k) at PTPP 15, 31, 279 as in the paper;
-        4 ATPP × 5 replay ratios per stage):
+  full (GPU/TPU: GPT-2s of 36M, 61M and 111M parameters (6 × 512, 8 × 640, 12 × 768; vocab 32k) pretrained on
+        FineWeb-Edu to PTPP 15, 31, 279 as in the paper; 4 ATPP × 5 replay ratios of Spanish Wikipedia per stage;
+        `--status` prints the cost):
     python -m cpt_jax.study --config configs/study_ptpp.py:full --workdir gs://…/study_ptpp --jobs 4
 """
 
@@ -35,10 +36,17 @@ def get_config(scale: str = "small"):
     # the fit stages once (seed 0); the held-out stage, where the forecasts are scored, with 3 seeds
     s.exclude = [{"ptpp": f"{p:g}", "seed": f"s{x}"} for p in s.ptpp[:2] for x in s.seeds[1:]]
   else:
-    s.ptpp = [15, 31, 279]
+    # a GPT-2 family up to the 111M class (12 × 768), context 1024, vocabulary 32k, head dim 64, pretrained on
+    # FineWeb-Edu (PTPP 279 of 111M = 31B tokens, 0.31 epochs of sample-100BT), adapted to Spanish Wikipedia
+    s.sizes = [(f"{label}", {"model.num_layers": layers, "model.d_model": d, "model.num_heads": d // 64})
+               for label, layers, d in (("36m", 6, 512), ("61m", 8, 640), ("111m", 12, 768))]
+    s.ptpp = [15, 31, 279]  # fit on 15 and 31, forecast 279, as the paper
     atpps = [0.5, 1, 2, 4]
     ratios = [0, 0.0625, 0.125, 0.25, 0.5]
     anchors = 5
+    common.full_source(a.data.target, "wikipedia-es")
+    # the fit stages once (seed 0); the held-out stage, where the forecasts are scored, with 3 seeds
+    s.exclude = [{"ptpp": f"{p:g}", "seed": f"s{x}"} for p in s.ptpp[:2] for x in s.seeds[1:]]
   a.train.atpp = atpps[0]  # each cell sets its own
   s.adapt = a
   s.replay_tokens = 0

@@ -284,14 +284,40 @@ def load_run(workdir: str, step: int | None = None, mesh=None):
 
 
 def babi_eval_examples(cfg, data_dir: Path) -> list[dict]:
-  """A fixed, task-balanced set of the target's bAbI evaluation examples (empty when not bAbI)."""
-  n = cfg.train.babi_eval_examples
-  if cfg.data.target.kind != "babi" or n <= 0:
-    return []
-  src = sources.open_source(cfg.data.target, cfg.data.target.eval_split, data_dir, cfg.seed)
-  by_task: dict[int, list[dict]] = {}
-  for i in range(len(src)):
-    ex = src[i]
-    by_task.setdefault(ex["task"], []).append(ex)
-  per_task = max(1, n // max(1, len(by_task)))
-  return [ex for task in sorted(by_task) for ex in by_task[task][:per_task]]
+  """The target's own bAbI evaluation examples (`eval/babi/...`; empty when not bAbI or not scored)."""
+  return babi_eval_sets(cfg, data_dir).get("babi", [])
+
+
+def babi_eval_sets(cfg, data_dir: Path) -> dict[str, list[dict]]:
+  """Metric prefix → the fixed, task-balanced bAbI examples a run is scored on (empty when not bAbI).
+
+  "babi" is the target's own variant: its held-out test stories when `train.babi_eval_stories` > 0, else its
+  validation split. "babi_<variant>" for each variant of `train.babi_eval_modes` (crossed scoring) holds that
+  variant's test stories, the same in every run whatever its seed or variant, so runs trained on either variant
+  are compared on the same questions. The own variant's set is one object under both names (scored once)."""
+  target, t = cfg.data.target, cfg.train
+  n = t.babi_eval_examples
+  if target.kind != "babi" or n <= 0:
+    return {}
+  stories = t.get("babi_eval_stories", 0)
+  exclude = t.get("babi_eval_exclude_stories", 0) or target.babi_stories
+  eval_seed = target.get("babi_eval_seed", 1000)
+
+  def balanced(examples):
+    by_task: dict[int, list[dict]] = {}
+    for ex in examples:
+      by_task.setdefault(ex["task"], []).append(ex)
+    per_task = max(1, n // max(1, len(by_task)))
+    return [ex for task in sorted(by_task) for ex in by_task[task][:per_task]]
+
+  def heldout(mode):
+    return balanced(sources.babi_heldout(target, mode, data_dir, stories, eval_seed, exclude))
+
+  if stories:
+    out = {"babi": heldout(target.babi_mode)}
+  else:
+    src = sources.open_source(target, target.eval_split, data_dir, cfg.seed)
+    out = {"babi": balanced(src[i] for i in range(len(src)))}
+  for mode in config_lib.babi_eval_modes(t.get("babi_eval_modes", "")):
+    out[f"babi_{mode}"] = out["babi"] if mode == target.babi_mode and stories else heldout(mode)
+  return out

@@ -34,9 +34,18 @@ def source_config(kind: str = "none", name: str = "") -> ml_collections.ConfigDi
       "text_field": "text",  # hf: the field that holds each document's text
       "train_split": "train",
       "eval_split": "validation",
+      # tokens of the train split (as the run's tokenizer counts them), for the study's cost and epoch check
+      # (cpt_jax/study_cost.py: a run reading a corpus > 4 times is refused); 0: measured for corpus and babi
+      # sources, unknown for the others. State it for large hf/tfds corpora (FineWeb-Edu sample-10BT: 10e9)
+      "size_tokens": 0.0,
       "babi_mode": "synthetic",  # babi: original | synthetic
       "babi_stories": 200,  # babi: stories per task
       "babi_tasks": "all",  # babi: "all" or comma-separated task numbers
+      # babi: generation seed of the stories (not the run's seed, which sets their order and the init), so runs
+      # of several seeds train on the same stories
+      "babi_data_seed": 0,
+      # babi: generation seed of the held-out test stories (train.babi_eval_stories); must differ from the above
+      "babi_eval_seed": 1000,
   })
 
 
@@ -96,7 +105,17 @@ def default_config() -> ml_collections.ConfigDict:
       "ptpp": 0.0,  # pretrain: tokens = ptpp · parameters
       "atpp": 0.0,  # adapt: tokens = atpp · parameters
       "save_at_ptpp": "",  # comma-separated PTPP stages at which to keep a checkpoint forever
-      "eval_every_tokens": 500_000, "eval_rows": 64, "babi_eval_examples": 0,
+      "eval_every_tokens": 500_000, "eval_rows": 64,
+      "babi_eval_examples": 0,  # bAbI questions scored per evaluation and test set (task-balanced); 0: no bAbI scoring
+      # bAbI test stories per task, generated apart from the training data (data.target.babi_eval_seed), in every
+      # run the same; 0: the target's own validation split (eval/babi/...) instead
+      "babi_eval_stories": 0,
+      # crossed scoring: comma-separated variants (synthetic,original) also scored on their held-out test stories
+      # (eval/babi_<variant>/...); empty: the target's own variant only (eval/babi/...)
+      "babi_eval_modes": "",
+      # test stories whose text is among the first N generated stories of their variant (its training pool) are
+      # dropped; 0: data.target.babi_stories. Crossed scoring: the largest babi_stories of the compared runs
+      "babi_eval_exclude_stories": 0,
       "log_every_steps": 10,
       "checkpoint_every_tokens": 1_000_000, "keep_checkpoints": 2,
       "max_nonfinite_skips": 0,  # 0: stop on the first NaN/Inf; k: skip up to k such batches
@@ -183,10 +202,11 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
   _validate_replay(c, mesh_shape)
   for f in ("eval_every_tokens", "eval_rows", "log_every_steps", "checkpoint_every_tokens", "keep_checkpoints"):
     _positive(c, f"train.{f}")
-  for f in ("total_tokens", "ptpp", "atpp", "babi_eval_examples", "max_nonfinite_skips", "stop_at_step",
-            "lease_timeout_seconds"):
+  for f in ("total_tokens", "ptpp", "atpp", "babi_eval_examples", "babi_eval_stories", "babi_eval_exclude_stories",
+            "max_nonfinite_skips", "stop_at_step", "lease_timeout_seconds"):
     if c.train[f] < 0:
       raise _err(f"train.{f}", c.train[f], "must be ≥ 0")
+  _validate_babi_eval(c)
   if c.stage == "pretrain" and c.train.atpp:
     raise _err("train.atpp", c.train.atpp, "is for adapt runs; use train.ptpp to size pretraining")
   if c.stage == "adapt" and c.train.ptpp:
@@ -270,6 +290,8 @@ def _validate_source(s, field: str) -> None:
   if s.kind == "hf" and not (s.name or s.path):
     raise _err(f"{field}.name", s.name, "an hf source needs a hub dataset name or a local path (Parquet, JSON Lines, "
                "save_to_disk directory)")
+  if s.get("size_tokens", 0) < 0:
+    raise _err(f"{field}.size_tokens", s.size_tokens, "must be ≥ 0 (0: measured or unknown)")
   if s.kind in ("corpus", "tfds") and not s.name:
     raise _err(f"{field}.name", s.name, f"a {s.kind} source needs a name")
   if s.kind == "babi":
@@ -281,6 +303,46 @@ def _validate_source(s, field: str) -> None:
       babi_tasks(s.babi_tasks)
     except DataError as e:
       raise ConfigError(f"config field {field}.{e}") from None
+    for f in ("babi_data_seed", "babi_eval_seed"):
+      if s[f] < 0:
+        raise _err(f"{field}.{f}", s[f], "must be ≥ 0")
+    if s.babi_eval_seed == s.babi_data_seed:
+      raise _err(f"{field}.babi_eval_seed", s.babi_eval_seed, f"must differ from {field}.babi_data_seed: the test "
+                 "stories would be the training stories")
+
+
+def babi_eval_modes(spec: str) -> list[str]:
+  """The variants of `train.babi_eval_modes` (empty: none crossed)."""
+  return [m.strip() for m in spec.split(",") if m.strip()]
+
+
+def _validate_babi_eval(c) -> None:
+  """Crossed bAbI scoring needs held-out test stories that are the same in every run it compares."""
+  t = c.train
+  modes = babi_eval_modes(t.babi_eval_modes)
+  bad = [m for m in modes if m not in ("synthetic", "original")]
+  if bad or len(set(modes)) < len(modes):
+    raise _err("train.babi_eval_modes", t.babi_eval_modes, "must be empty or comma-separated distinct variants of "
+               "synthetic, original")
+  if not modes and not t.babi_eval_stories:
+    return
+  if c.data.target.kind != "babi":
+    raise _err("train.babi_eval_modes" if modes else "train.babi_eval_stories",
+               t.babi_eval_modes if modes else t.babi_eval_stories,
+               f"scores bAbI test stories, but data.target.kind={c.data.target.kind!r}; set it to babi or clear this")
+  if not t.babi_eval_examples:
+    raise _err("train.babi_eval_examples", 0, "bAbI scoring is off; set the questions scored per test set (> 0)")
+  if modes and not t.babi_eval_stories:
+    raise _err("train.babi_eval_stories", 0, f"crossed scoring (train.babi_eval_modes={t.babi_eval_modes!r}) needs "
+               "held-out test stories per task (> 0), generated apart from any training data")
+  exclude = t.babi_eval_exclude_stories
+  if exclude and exclude < c.data.target.babi_stories:
+    raise _err("train.babi_eval_exclude_stories", exclude, f"is below data.target.babi_stories="
+               f"{c.data.target.babi_stories}: test stories could be training stories; set it ≥ that (0: equal)")
+  if any(m != c.data.target.babi_mode for m in modes) and not exclude:
+    raise _err("train.babi_eval_exclude_stories", 0, "crossed scoring compares runs trained on different variants: "
+               "set it to the largest data.target.babi_stories among them, so that every run drops the same test "
+               "stories (those in any of their training data)")
 
 
 def _validate_replay(c, mesh_shape) -> None:

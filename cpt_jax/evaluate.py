@@ -42,7 +42,7 @@ def main(argv):
         cfg.train.eval_rows = _ROWS.value
     data_dir = sources.data_dir_of(cfg.data)
     evals, entropy = build.eval_sets(cfg, tokenizer, data_dir)
-    evaluate = evaluation.Evaluator(bundle, mesh, evals, entropy, build.babi_eval_examples(cfg, data_dir), tokenizer)
+    evaluate = evaluation.Evaluator(bundle, mesh, evals, entropy, build.babi_eval_sets(cfg, data_dir), tokenizer)
     result = evaluate(params)
   except (DataError, checkpoint.CheckpointError, config_lib.ConfigError) as e:
     console.fail(str(e))

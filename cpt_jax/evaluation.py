@@ -13,16 +13,18 @@ import jax
 import numpy as np
 
 from cpt_jax import sharding, step as step_lib
-from cpt_jax.data.babi.score import score as babi_score
+from cpt_jax.data.babi.score import majority_baseline, score as babi_score
 from cpt_jax.sampling import GreedyDecoder
 
 
 class Evaluator:
 
   def __init__(self, bundle, mesh, evals: dict[str, dict[str, np.ndarray]], entropy: dict[str, float],
-               babi_examples: list[dict], tokenizer):
+               babi_examples: list[dict] | dict[str, list[dict]], tokenizer):
+    """`babi_examples`: the examples of `eval/babi/...`, or {metric prefix: examples} (`build.babi_eval_sets`)."""
     self._bundle, self._entropy = bundle, entropy
-    self._babi_examples, self._tokenizer = babi_examples, tokenizer
+    self._babi_sets = babi_examples if isinstance(babi_examples, dict) else {"babi": babi_examples}
+    self._tokenizer = tokenizer
     self._step = step_lib.make_eval_step(bundle.graphdef)
     shards = sharding.batch_shards(mesh)  # the eval rows never change: padded and placed on the devices once
     self._batches = {name: sharding.global_batch(pad_rows(rows, shards), mesh) for name, rows in evals.items()}
@@ -32,18 +34,35 @@ class Evaluator:
     for name, batch in self._batches.items():
       nll, count = jax.device_get(self._step(params, batch))
       out[f"eval/{name}/loss"] = float(nll / max(count, 1.0))
-    if self._babi_examples:
-      out.update(babi_metrics(self._babi_examples, self._bundle, params, self._tokenizer))
+    scored: dict[int, tuple[str, dict[str, float]]] = {}  # one set under two names is decoded once
+    for prefix, examples in self._babi_sets.items():
+      if not examples:
+        continue
+      if id(examples) in scored:
+        first, metrics = scored[id(examples)]
+        out.update({k.replace(f"eval/{first}/", f"eval/{prefix}/", 1): v for k, v in metrics.items()})
+        continue
+      metrics = babi_metrics(examples, self._bundle, params, self._tokenizer, prefix)
+      scored[id(examples)] = (prefix, metrics)
+      out.update(metrics)
     return out
 
 
-def babi_metrics(examples, bundle, params, tokenizer) -> dict[str, float]:
-  """Exact-match accuracy of greedy answers, per task and mean (`eval/babi/...`)."""
+def babi_metrics(examples, bundle, params, tokenizer, prefix: str = "babi") -> dict[str, float]:
+  """Exact-match accuracy of greedy answers, per task and mean, with the majority-answer baselines
+  (`eval/<prefix>/...`)."""
   decoder = GreedyDecoder(bundle.graphdef, bundle.cfg, params, tokenizer, batch_size=64, max_new_tokens=8)
-  result = babi_score(examples, decoder, batch_size=64)
-  out = {"eval/babi/accuracy": result["mean"], "eval/babi/tasks_passed": result["num_passed"],
-         "eval/babi/examples": len(examples), "eval/babi/majority_baseline": result["majority_baseline"]}
-  out.update({f"eval/babi/{k}/accuracy": v for k, v in result.items() if k.startswith("task_")})
+  return babi_result_metrics(babi_score(examples, decoder, batch_size=64), examples, prefix)
+
+
+def babi_result_metrics(result: dict, examples, prefix: str = "babi") -> dict[str, float]:
+  """A bAbI score as metrics: accuracy, tasks passed, examples and majority baseline (always the task's most
+  frequent answer: what an accuracy must beat), overall and per task (`eval/<prefix>/task_NN/...`)."""
+  p = f"eval/{prefix}"
+  out = {f"{p}/accuracy": result["mean"], f"{p}/tasks_passed": result["num_passed"], f"{p}/examples": len(examples),
+         f"{p}/majority_baseline": result["majority_baseline"]}
+  out.update({f"{p}/{k}/accuracy": v for k, v in result.items() if k.startswith("task_")})
+  out.update({f"{p}/task_{task:02d}/majority": share for task, (_, share) in majority_baseline(examples).items()})
   return out
 
 

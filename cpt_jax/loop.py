@@ -134,7 +134,7 @@ def _train(cfg, workdir: str, t_start: float, lease: lease_lib.Lease, changes) -
   step_teacher = teacher if objective.teacher_in_step else None
 
   train_step = step_lib.make_train_step(bundle.graphdef, optimizer, objective, schedule, state_shardings)
-  evaluator = evaluation.Evaluator(bundle, mesh, evals, entropy, build.babi_eval_examples(cfg, data_dir), tokenizer)
+  evaluator = evaluation.Evaluator(bundle, mesh, evals, entropy, build.babi_eval_sets(cfg, data_dir), tokenizer)
   peak, peak_source = metrics_lib.peak_flops()
   step_flops = metrics_lib.flops_per_step(model_cfg, cfg.model.max_len, objective.rows,
                                           objective.replay_rows if objective.teacher_in_step else 0)

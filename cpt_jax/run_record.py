@@ -29,6 +29,9 @@ CHANGES_FILE = "config_changes.jsonl"
 # Every other field is refused, so a new config field is refused on resume until it is listed here.
 HARMLESS = (
     "train.log_every_steps", "train.eval_every_tokens", "train.babi_eval_examples", "train.progress",
+    # which bAbI questions are scored (recorded with the step they took effect at), not what is trained
+    "train.babi_eval_stories", "train.babi_eval_modes", "train.babi_eval_exclude_stories",
+    "data.target.babi_eval_seed", "data.base.babi_eval_seed",
     "train.stop_at_step", "train.checkpoint_every_tokens", "train.keep_checkpoints", "train.save_at_ptpp",
     "train.max_nonfinite_skips",  # the documented way on after a divergence: skip such batches
     "train.lease_timeout_seconds", "train.allow_budget_change", "train.profile_steps", "train.compile_cache",

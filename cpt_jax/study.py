@@ -25,7 +25,8 @@ skipped, an interrupted one resumes, and `DIR/results.csv` collects one row per 
 
 Each cell runs in its own process with its output in DIR/logs/; the runner draws the progress (read from the
 cells' metrics.jsonl) and logs to DIR/study.log. `--status` prints the grid's state, or which prerequisite is
-missing and the command that makes it.
+missing and the command that makes it, and each cell's tokens, FLOPs, device-hours (`--accelerator h100 --mfu 0.4`)
+and corpus epochs (cpt_jax/study_cost.py; a study with a run that reads a corpus more than 4 times is refused).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import json
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -54,6 +56,7 @@ from cpt_jax.data import sources
 from cpt_jax.data.babi import score as babi_score
 from cpt_jax.research import report as report_lib
 from cpt_jax.study_progress import StudyProgress
+from cpt_jax import study_cost
 
 GENERATED = "@generated"
 RESULT_COLUMNS = [
@@ -242,6 +245,7 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
   """Runs every unfinished cell whose dependencies are done, `jobs` at a time; collects results."""
   cells = expand(study, root)  # before anything is written: a missing prerequisite leaves no trace
   _check_reused(cells)
+  study_cost.check_repeats(study_cost.estimate(cells))  # a run reading a corpus > 4 times: refused, named
   root.mkdir(parents=True, exist_ok=True)
   (root / "study_config.json").write_text(study.to_json_best_effort(indent=2))
   log_dir = root / "logs"
@@ -312,14 +316,17 @@ def progress_table(cells: list[Cell], failed=frozenset(), running=frozenset()) -
   return "\n".join([head] + lines)
 
 
-def status(study: ml_collections.ConfigDict, root: Path) -> str:
-  """The grid's state, or the prerequisite that is missing and the command that makes it."""
+def status(study: ml_collections.ConfigDict, root: Path, accelerator: str = "", mfu: float | None = None) -> str:
+  """The grid's state and each cell's cost (tokens, FLOPs, device-hours on `accelerator` at `mfu`, corpus epochs:
+  cpt_jax/study_cost.py), or the prerequisite that is missing and the command that makes it."""
   try:
     cells = expand(study, root)
     _check_reused(cells)
   except MissingPrerequisite as e:
     return f"study: waiting for a prerequisite\n  missing  {e}"
-  return progress_table(cells)
+  cost = study_cost.estimate(cells)
+  return progress_table(cells) + "\n" + study_cost.table(
+      cost, accelerator or study_cost.default_accelerator(study), mfu)
 
 
 def result_row(cell: Cell) -> dict[str, Any]:
@@ -336,7 +343,8 @@ def result_row(cell: Cell) -> dict[str, Any]:
       "base_loss": final.get("eval/base/loss"), "base_loss_before": before.get("eval/base/loss"),
       "target_loss_before": before.get("eval/target/loss"), "forgetting": final.get("eval/base/forgetting"),
       "babi_accuracy": final.get("eval/babi/accuracy"), "babi_tasks_passed": final.get("eval/babi/tasks_passed"),
-      "wall_seconds": s["wall_seconds"], **babi, **{f"axis_{k}": v for k, v in cell.labels.items()},
+      "wall_seconds": s["wall_seconds"], **babi, **_babi_task_columns(cell, final),
+      **{f"axis_{k}": v for k, v in cell.labels.items()},
   }
 
 
@@ -362,9 +370,42 @@ def _babi_baseline(cell: Cell, final: dict[str, Any]) -> dict[str, Any]:
   return out
 
 
+_BABI_METRIC = re.compile(r"eval/(babi(?:_[a-z]+)?)/task_(\d+)/(accuracy|majority)")
+_BABI_TASK_COLUMN = re.compile(r"(babi(?:_[a-z]+)?)_(accuracy|majority)_qa(\d+)")
+
+
+def _babi_task_columns(cell: Cell, final: dict[str, Any]) -> dict[str, Any]:
+  """Per task studied, bAbI accuracy and majority-answer baseline on the target's own variant
+  (`babi_accuracy_qaN`, `babi_majority_qaN`) and, where crossed scoring ran, on each variant's test stories
+  (`babi_<variant>_accuracy_qaN`, `babi_<variant>_majority_qaN`, mean `babi_<variant>_accuracy`). Runs that
+  did not record the per-task majority get it from their evaluation examples."""
+  out = {}
+  for key, value in final.items():
+    m = _BABI_METRIC.fullmatch(key)
+    if m:
+      out[f"{m[1]}_{m[3]}_qa{int(m[2])}"] = value
+    elif key.startswith("eval/babi_") and key.endswith("/accuracy") and key.count("/") == 2:
+      out[f"{key.split('/')[1]}_accuracy"] = value
+  missing = [k for k in out if k.startswith("babi_accuracy_qa") and k.replace("accuracy", "majority") not in out]
+  if missing and cell.config is not None:
+    try:
+      cfg = ml_collections.ConfigDict(cell.config)
+      examples = build.babi_eval_examples(cfg, sources.data_dir_of(cfg.data))
+      out.update({f"babi_majority_qa{t}": share for t, (_, share) in babi_score.majority_baseline(examples).items()})
+    except Exception as e:  # pylint: disable=broad-except  # the data may be gone: the report says "not recorded"
+      logging.warning("%s: no per-task majority baseline (%s)", cell.id, e)
+  return out
+
+
+def _column_order(name: str):
+  """Extra columns sorted by name, a task's accuracy and majority baseline side by side."""
+  m = _BABI_TASK_COLUMN.fullmatch(name)
+  return (f"{m[1]}_qa", int(m[3]), m[2]) if m else (name, 0, "")
+
+
 def collect_results(cells: list[Cell], path: Path) -> list[dict[str, Any]]:
   rows = [result_row(c) for c in cells if c.kind == "adapt" and c.done]
-  extra = sorted({k for r in rows for k in r} - set(RESULT_COLUMNS))
+  extra = sorted({k for r in rows for k in r} - set(RESULT_COLUMNS), key=_column_order)
   tmp = path.with_suffix(".tmp")
   with open(tmp, "w", newline="", encoding="utf-8") as f:
     writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS + extra)
@@ -378,6 +419,11 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file wit
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study directory.")
 _JOBS = flags.DEFINE_integer("jobs", 1, "Cells run in parallel (processes).")
 _STATUS = flags.DEFINE_bool("status", False, "Only print the grid's state (or the missing prerequisite).")
+_ACCELERATOR = flags.DEFINE_string(
+    "accelerator", "", f"--status: device-hours on one of {', '.join(study_cost.ACCELERATORS)} (empty: cpu for a "
+    "float32 study, h100 for a bfloat16 one; cpu uses the measured wall time of finished cells).")
+_MFU = flags.DEFINE_float("mfu", 0.0, "--status: the model FLOP utilization assumed for device-hours (0: 0.4 on an "
+                          "accelerator, 0.07 of the measured matmul peak on the CPU).")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also show the libraries' INFO lines (DIR/study.log has them all).")
 
 
@@ -389,7 +435,7 @@ def main(argv):
   console.setup_logging(str(root), "study.log", _VERBOSE.value)
   try:
     if _STATUS.value:
-      print(status(_CONFIG.value, root))
+      print(status(_CONFIG.value, root, _ACCELERATOR.value, _MFU.value))
       return
     run_study(_CONFIG.value, root, _JOBS.value)
   except ValueError as e:  # a bad override, a missing prerequisite: before any cell ran
