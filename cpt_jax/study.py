@@ -245,9 +245,11 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
   """Runs every unfinished cell whose dependencies are done, `jobs` at a time; collects results."""
   cells = expand(study, root)  # before anything is written: a missing prerequisite leaves no trace
   _check_reused(cells)
-  study_cost.check_repeats(study_cost.estimate(cells))  # a run reading a corpus > 4 times: refused, named
+  cost = study_cost.estimate(cells)
+  study_cost.check_repeats(cost)  # a run reading a corpus > 4 times: refused, named
   root.mkdir(parents=True, exist_ok=True)
   (root / "study_config.json").write_text(study.to_json_best_effort(indent=2))
+  (root / "cost.json").write_text(json.dumps(study_cost.to_json(cost), indent=2))
   log_dir = root / "logs"
   log_dir.mkdir(exist_ok=True)
   failed: set[str] = set()

@@ -384,6 +384,17 @@ def repeats(cost: StudyCost, max_epochs: float = MAX_EPOCHS) -> list[tuple[str, 
   return [(cell, cost.corpora[key].label, e) for cell, key, e in _repeats(cost, max_epochs)]
 
 
+def to_json(cost: StudyCost) -> dict[str, Any]:
+  """Every cell's tokens, FLOPs and corpus epochs, and each corpus's size: the runner writes it as
+  DIR/cost.json, from which the reports state the epochs each stage consumed."""
+  return {
+      "corpora": {k: {"label": c.label, "tokens": c.tokens, "how": c.how, "by_design": c.by_design,
+                      "estimated": c.estimated} for k, c in cost.corpora.items()},
+      "cells": [{"cell": c.cell.id, "kind": c.cell.kind, "tokens": c.tokens, "flops": c.flops,
+                 "epochs": {cost.corpora[k].label: e for k, e in cost.epochs(c).items()}} for c in cost.cells],
+  }
+
+
 def check_repeats(cost: StudyCost, max_epochs: float = MAX_EPOCHS) -> None:
   """Raises CorpusRepeated when a run would read a corpus more than `max_epochs` times."""
   found = _repeats(cost, max_epochs)

@@ -223,3 +223,24 @@ def test_gated_form_collapsed_to_dcpt_is_not_a_win():
   assert lose.reproduced is False
   unsure = ptpp.gated_floor_claim({"dcpt": iv(0.0200), "gated_floor": iv(0.0150)}, {"ptpp_additive": iv(0.0005)})
   assert unsure.reproduced is None
+
+
+def test_reports_state_the_corpus_epochs_of_each_stage(tmp_path):
+  """The epochs each pretraining run and the adaptation runs read come from the runner's cost.json (the most
+  any adaptation run read, per corpus); without it the report says they were not recorded."""
+  import json  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from cpt_jax.research.report import common  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  assert "not recorded" in common.corpus_epochs(tmp_path)[-1]
+  cost = {"corpora": {"en": {"label": "english", "tokens": 10e6, "how": "measured", "by_design": False,
+                             "estimated": False}},
+          "cells": [{"cell": "pretrain/d32_ptpp500", "kind": "pretrain", "tokens": 23e6, "flops": 1.0,
+                     "epochs": {"english": 2.3}},
+                    {"cell": "cells/a", "kind": "adapt", "tokens": 1e6, "flops": 1.0,
+                     "epochs": {"spanish": 0.25, "english": 0.01}},
+                    {"cell": "cells/b", "kind": "adapt", "tokens": 1e6, "flops": 1.0,
+                     "epochs": {"spanish": 0.5, "english": None}}]}
+  (tmp_path / "cost.json").write_text(json.dumps(cost))
+  lines = common.corpus_epochs(tmp_path)
+  assert "- pretrain/d32_ptpp500: english 2.30" in lines
+  assert "- adaptation runs: english 0.01, spanish 0.50" in lines
+  assert lines[-1].startswith("- corpus sizes: english 10.00M tokens (measured)")

@@ -200,15 +200,43 @@ def provenance(root: Path, config: dict[str, Any], rows) -> str:
                        f"{cfg['train']['ptpp']:g} (saving at {cfg['train']['save_at_ptpp']}), stopped after saving the "
                        f"stages this study needs: checkpoints at steps {', '.join(map(str, steps))} "
                        f"({tokens:,} tokens), {wall / 60:.1f} min of wall time (shared by the three studies)")
+  for run in sorted((root / "pretrain").glob("*/summary.json")) if (root / "pretrain").is_dir() else []:
+    s = json.loads(run.read_text())
+    pre_lines.append(f"- pretraining run `pretrain/{run.parent.name}`: {s['params']:,} parameters, {s['tokens']:,} "
+                     f"tokens (PTPP {s['ptpp']:.3g}), {s['wall_seconds'] / 60:.1f} min")
+  reused_note = "; the reused pretraining is extra" if config.get("pretrained") else ", its pretraining included"
   m = machine()
   return "\n".join(
-      ["## Runs", ""] + lines + pre_lines + [
+      ["## Runs", ""] + lines + pre_lines + corpus_epochs(root) + [
           "",
           f"Machine: {m['cores']} CPU cores ({m['cpu']}), {m['system']}, CPU only (JAX on CPU).",
-          f"Wall time: {runner / 60:.1f} min for the study runner (all invocations above; the reused pretraining "
-          f"is extra), of which {cells / 60:.1f} min inside the {len(rows)} adaptation cells' training loops "
+          f"Wall time: {runner / 60:.1f} min for the study runner (all invocations above{reused_note}), of which "
+          f"{cells / 60:.1f} min inside the {len(rows)} adaptation cells' training loops "
           "(results.csv `wall_seconds`; the rest is process start, compilation, data preparation, "
           "replay generation and evaluation).", ""])
+
+
+def corpus_epochs(root: Path) -> list[str]:
+  """How many times each stage read each corpus (tokens read ÷ corpus size), from DIR/cost.json (written by
+  the runner): the most of any run of the stage, per corpus."""
+  path = root / "cost.json"
+  if not path.exists():
+    return ["", "Corpus epochs: not recorded (DIR/cost.json is written by the runner; rerun the study command)."]
+  cost = json.loads(path.read_text())
+  stages: dict[str, dict[str, float]] = {}
+  for c in cost["cells"]:
+    if c["kind"] == "replay":
+      continue
+    stage = c["cell"] if c["kind"] == "pretrain" else "adaptation runs"
+    for corpus, e in c["epochs"].items():
+      if e is not None:
+        stages.setdefault(stage, {})[corpus] = max(e, stages.get(stage, {}).get(corpus, 0.0))
+  sizes = "; ".join(f"{c['label']} {c['tokens'] / 1e6:.2f}M tokens ({c['how']})" for c in cost["corpora"].values()
+                    if c["tokens"])
+  lines = ["", "Corpus epochs (tokens read ÷ corpus size; for the adaptation runs the most any run read):"]
+  lines += [f"- {stage}: " + ", ".join(f"{corpus} {e:.2f}" for corpus, e in sorted(per.items()))
+            for stage, per in stages.items()]
+  return lines + [f"- corpus sizes: {sizes}"]
 
 
 def _f(v, fmt=".3f") -> str:
