@@ -287,6 +287,8 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
                         console.where(_log_path(c, log_dir)))
         else:
           logging.info("[%s] finished %s; %s", _elapsed(t0), c.id, progress.outlook())
+          if c.kind == "adapt":  # a study stopped part-way still has every finished cell in results.csv
+            collect_results(cells, root / "results.csv")
   progress.close()
   collect_results(cells, root / "results.csv")
   ran = [c.id for c in cells if c.id in started]
