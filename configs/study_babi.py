@@ -78,5 +78,6 @@ def get_config(scale: str = "small"):
   s.claims = {
       "forgetting_threshold_rel": 0.01,  # "retained": base loss rises by ≤ 1 % of its value before adapting
       "plateau_tolerance": 0.02,  # accuracy within 2 points of the best budget's = plateaued
+      "mastery_accuracy": 0.8,  # a task counts as learned at this accuracy (the design aims at ≥ 3 tasks)
   }
   return s
