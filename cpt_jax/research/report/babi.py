@@ -426,6 +426,34 @@ def _guideline(g: _Grid, v: str, thr: float) -> dict:
   return out
 
 
+def _what_it_would_take(g: _Grid, v: str, mastery: float) -> list[str]:
+  """Budget at which each task's no-replay learning curve would reach `mastery`, by a straight line in
+  log10(budget) through the seed means (≥ 2 budgets), and what one such run costs at the measured speed."""
+  budgets = [b for b in g.budgets if g.values(v, b, 0.0, "babi_accuracy")]
+  if len(budgets) < 2 or not g.tasks:
+    return []
+  reach = {}
+  for t in g.tasks:
+    acc = [float(np.mean(g.values(v, b, 0.0, f"babi_accuracy_qa{t}") or [np.nan])) for b in budgets]
+    slope, icpt = np.polyfit(np.log10(budgets), acc, 1) if all(map(math.isfinite, acc)) else (np.nan, np.nan)
+    reach[t] = 10 ** ((mastery - icpt) / slope) if slope > 0 else None
+  ranked = sorted((b, t) for t, b in reach.items() if b is not None)
+  speed = [r["adapt_tokens"] / r["wall_seconds"] for b in budgets for r in g.cells[(v, b, 0.0)]
+           if _num(r.get("wall_seconds"))]
+  text = (f"What it would take, bAbI-{v}: a straight line in log(budget) through the no-replay means at "
+          f"{', '.join(_tokens(b) for b in budgets)} tokens reaches {mastery:g} at "
+          + ", ".join(f"qa{t} ≈ {_tokens(b) if b < 1e12 else 'beyond 10^12'}" for b, t in ranked)
+          + (f"; never for {', '.join(f'qa{t}' for t, b in reach.items() if b is None)} (flat)"
+             if any(b is None for b in reach.values()) else "") + " tokens")
+  if len(ranked) >= 3 and speed:
+    need = ranked[2][0]
+    text += (f". The third task would need ≈ {_tokens(need)} tokens per run: ≈ {need / np.median(speed) / 3600:.1f} h "
+             f"for each seed and replay ratio at the {np.median(speed):,.0f} tokens/s these runs measured (an "
+             f"extrapolation from {len(budgets)} budgets, not a measurement; learning often turns on abruptly, so "
+             "it may come sooner or later)")
+  return [text + "."]
+
+
 def _scale_section(st: Study, g: _Grid, syn: str, thr: float, tol: float, guide) -> list[str]:
   """What this scale can and cannot show, from the numbers: model, seeds, test size, resolution, floor effects."""
   rows = g.rows
@@ -466,6 +494,8 @@ def _scale_section(st: Study, g: _Grid, syn: str, thr: float, tol: float, guide)
         f"at mean accuracy ≥ {mastery:g} ({', '.join(f'qa{t}' for t in means) or 'none'}), {len(sure)} with the "
         f"whole interval there (the design aims at ≥ 3)"
         + ("" if len(sure) >= 3 else "; the learning curves show how far the largest budget got"))
+    if len(sure) < 3:
+      cannot.extend(_what_it_would_take(g, v, mastery))
   if g.crossed:
     can.append("Synthetic vs original is compared on the same held-out test stories of both variants.")
   else:
