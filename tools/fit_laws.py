@@ -6,7 +6,7 @@
 
 Example, on the PTPP study's published results (stages 1, 2, 4; fit on the first two, forecast the third):
 
-    python tools/fit_laws.py docs/results/study_ptpp/results.csv --fit-ptpp 1,2 --test-ptpp 4 --out runs/laws
+    python tools/fit_laws.py docs/results/study_ptpp/results.csv --fit-ptpp 15,31 --test-ptpp 279 --out runs/laws
 
 RESULTS.csv: one row per adaptation run, as `python -m cpt_jax.study` writes it (DIR/results.csv), with the
 columns params (model parameters N), ptpp (pretraining tokens per parameter of the start checkpoint),

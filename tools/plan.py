@@ -10,10 +10,11 @@ fitted on all stages but the latest and scored on the latest, then refits it on 
 Forgetting = predicted base loss − base loss before adaptation (from the table's rows at this N and
 PTPP, else a fitted pre-training law E + A/N^α + G/P^κ, else --base-loss-before).
 
-Example, on the PTPP study's published results (a 629k-parameter model pretrained to PTPP 4):
+Example, on the PTPP study's published results (the largest of its three sizes, 141k parameters, pretrained
+to PTPP 279):
 
-    python tools/plan.py docs/results/study_ptpp/results.csv --params 629376 --ptpp 4 --max-target-loss 5.5 \
-        --max-forgetting 0.1 --max-atpp 0.5 --plot runs/plan/plan.png
+    python tools/plan.py docs/results/study_ptpp/results.csv --params 141056 --ptpp 279 --max-target-loss 2.5 \
+        --max-forgetting 1.25 --max-atpp 20 --plot runs/plan/plan.png
 
 RESULTS.csv: one row per adaptation run, as `python -m cpt_jax.study` writes it (DIR/results.csv), with the
 columns params (model parameters N), ptpp (pretraining tokens per parameter of the start checkpoint),
