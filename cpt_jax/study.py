@@ -289,16 +289,28 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
           logging.info("[%s] finished %s; %s", _elapsed(t0), c.id, progress.outlook())
           if c.kind == "adapt":  # a study stopped part-way still has every finished cell in results.csv
             collect_results(cells, root / "results.csv")
+          record_invocation(root, t0, [x.id for x in cells if x.id in started and x.done], sorted(failed), jobs)
   progress.close()
   collect_results(cells, root / "results.csv")
-  ran = [c.id for c in cells if c.id in started]
-  with open(root / "invocations.jsonl", "a", encoding="utf-8") as f:  # the runner's timing, for reports
-    f.write(json.dumps({"started": t0, "finished": time.time(), "seconds": time.time() - t0, "cells_run": ran,
-                        "failed": sorted(failed), "jobs": jobs, "argv": sys.argv}) + "\n")
+  record_invocation(root, t0, [c.id for c in cells if c.id in started and c.done], sorted(failed), jobs)
   if failed:
     raise RuntimeError(f"{len(failed)} cells failed or were blocked: {sorted(failed)[:5]}; their logs are in "
                        f"{console.where(log_dir)}; rerun the same command to retry them")
   return cells
+
+
+def record_invocation(root: Path, t0: float, cells_run: list[str], failed: list[str], jobs: int) -> None:
+  """This invocation's line of DIR/invocations.jsonl (the runner's timing, for reports), rewritten after every
+  finished cell, so that an invocation stopped part-way keeps the time and cells it got through."""
+  path = root / "invocations.jsonl"
+  lines = [x for x in (path.read_text(encoding="utf-8").splitlines() if path.exists() else []) if x.strip()]
+  others = [x for x in lines if json.loads(x).get("started") != t0]
+  now = time.time()
+  mine = {"started": t0, "finished": now, "seconds": now - t0, "cells_run": cells_run, "failed": failed,
+          "jobs": jobs, "argv": sys.argv}
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text("".join(x + "\n" for x in others + [json.dumps(mine)]), encoding="utf-8")
+  os.replace(tmp, path)
 
 
 def _log_path(cell: Cell, log_dir: Path) -> Path:

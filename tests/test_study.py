@@ -1,6 +1,7 @@
 """Study runner: grid expansion, cells through the train entry point, skip/resume, results.csv."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -90,13 +91,18 @@ def test_killed_study_resumes_without_redoing_cells(tmp_path, corpus_dir):
   proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
   first = root / "cells" / "xs_ptpp0.5_r0" / "summary.json"
   deadline = time.time() + 300
-  while not (root / "results.csv").exists() and time.time() < deadline and proc.poll() is None:
+  def recorded():  # the runner records its timing after each finished cell, the first adapt cell included
+    path = root / "invocations.jsonl"
+    return path.exists() and "cells/xs_ptpp0.5_r0" in path.read_text()
+  while not recorded() and time.time() < deadline and proc.poll() is None:
     time.sleep(0.5)
   assert first.exists(), "the first adapt cell never finished"
   os.killpg(proc.pid, signal.SIGKILL)  # the runner and the cell it is running
   proc.wait()
   with open(root / "results.csv", newline="") as f:  # written after each finished cell, not only at the end
     assert [row["cell"] for row in csv.DictReader(f)] == ["xs_ptpp0.5_r0"]
+  stopped = json.loads((root / "invocations.jsonl").read_text())  # the stopped invocation's timing, so far
+  assert "cells/xs_ptpp0.5_r0" in stopped["cells_run"] and stopped["seconds"] > 0
   mtime = first.stat().st_mtime_ns
   out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
   assert out.returncode == 0, out.stderr[-2000:]

@@ -181,6 +181,12 @@ def provenance(root: Path, config: dict[str, Any], rows) -> str:
     lines.append(f"- `{argv}`: {_utc(i['started'])} → {_utc(i['finished'])}, {i['seconds'] / 60:.1f} min, "
                  f"{len(i['cells_run'])} cells run{', ' + str(len(i['failed'])) + ' failed' if i['failed'] else ''}")
   runner = sum(i["seconds"] for i in inv)
+  recorded = {c.split("/", 1)[-1] for i in inv for c in i["cells_run"]}
+  unrecorded = [r for r in rows if r.get("cell") not in recorded]
+  if unrecorded:
+    lines.append(f"- {len(unrecorded)} of the {len(rows)} adaptation runs finished in invocations stopped before they "
+                 "recorded themselves (the runner then wrote its timing only at the end); their own training time is "
+                 f"{sum(r['wall_seconds'] or 0 for r in unrecorded) / 60:.1f} min (results.csv `wall_seconds`)")
   cells = sum(r["wall_seconds"] or 0 for r in rows)
   pre_lines = []
   for size, path in (config.get("pretrained") or {}).items():
