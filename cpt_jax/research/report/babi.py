@@ -487,13 +487,13 @@ def _scale_section(st: Study, g: _Grid, syn: str, thr: float, tol: float, guide)
   mastery = st.claims_cfg.get("mastery_accuracy", 0.8)
   for v in g.variants:
     res = _accuracy_vs_majority(g, v, "babi", g.budgets[-1], g.ratios[0])
-    sure = [t for t, (iv, _, _) in res.items() if iv.finite and iv.lo >= mastery]
+    sure = [t for t, (iv, _, _) in res.items() if iv.finite and min(iv.n) >= stats.MIN_VALUES and iv.lo >= mastery]
     means = [t for t, (iv, _, _) in res.items() if iv.estimate >= mastery]
     (can if len(sure) >= 3 else cannot).append(
         f"Mastery, bAbI-{v} at {_tokens(g.budgets[-1])} tokens without replay: {len(means)} of {len(g.tasks)} tasks "
         f"at mean accuracy ≥ {mastery:g} ({', '.join(f'qa{t}' for t in means) or 'none'}), {len(sure)} with the "
-        f"whole interval there (the design aims at ≥ 3)"
-        + ("" if len(sure) >= 3 else "; the learning curves show how far the largest budget got"))
+        f"whole interval (≥ {stats.MIN_VALUES} seeds) there (the design aims at ≥ 3)"
+        + ("." if len(sure) >= 3 else "; the learning curves show how far the largest budget got."))
     if len(sure) < 3:
       cannot.extend(_what_it_would_take(g, v, mastery))
   if g.crossed:
