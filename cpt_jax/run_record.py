@@ -37,6 +37,7 @@ HARMLESS = (
     "train.lease_timeout_seconds", "train.allow_budget_change", "train.profile_steps", "train.compile_cache",
     "train.compile_cache_dir",
     "data.data_dir",  # where prepared data is cached, not what it is
+    "data.base.size_tokens", "data.target.size_tokens",  # a corpus's stated size, for cost estimates only
     "data.tokenizer",  # the workdir's own tokenizer.model is used; another one is refused by build.resolve_tokenizer
     "mesh.",  # the layout over devices (docs/multihost.md: resume on another topology)
     "model.remat", "model.attention_impl",  # how the same function is computed (recomputation, kernel)
