@@ -16,6 +16,8 @@ A study config (`get_config()`) holds:
   pretrain_per_stage  optional bool: one pretraining run per (size, PTPP stage), each with its own schedule
                  ending at that stage (a model trained *to* PTPP P), instead of one run saved at every stage
   exclude        optional [{axis: label, ...}, ...]: grid cells matching every pair of one entry are left out
+  first          optional [{axis: label, ...}, ...]: cells matching an entry run before the others (the
+                 ones a claim needs most, so a study stopped early still has them)
   pretrained     optional {size: workdir of an existing pretraining run} to reuse instead of pretraining:
                  its model must match the size's, its train.save_at_ptpp must cover `ptpp`, and it must
                  be finished (summary.json) or have committed the checkpoint of every stage in `ptpp`
@@ -156,7 +158,7 @@ def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
         for (axis, _), (label, ov) in zip(axes, combo):
           labels[axis] = label
           overrides.update(_plain(ov))
-        if any(all(labels.get(k) == v for k, v in _plain(ex).items()) for ex in study.get("exclude", None) or []):
+        if _matches_any(labels, study.get("exclude", None)):
           continue
         if overrides.get("replay.samples") == GENERATED:
           overrides["replay.samples"] = str(replay_dir / "self_replay" / "1.0.0")
@@ -166,7 +168,15 @@ def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
         cell_id = "_".join([stage_id] + [labels[a] for a, _ in axes])
         needs = [pre_id] + ([f"replay/{stage_id}"] if needs_replay else [])
         cells.append(Cell(f"cells/{cell_id}", "adapt", root / "cells" / cell_id, cfg.to_dict(), labels, needs))
-  return cells
+  first = study.get("first", None)
+  if not first:
+    return cells
+  return sorted(cells, key=lambda c: c.kind == "adapt" and not _matches_any(c.labels, first))  # stable
+
+
+def _matches_any(labels: dict, entries) -> bool:
+  """Whether some {axis: label, ...} entry of `entries` (a study's exclude / first) agrees with every pair."""
+  return any(all(labels.get(k) == v for k, v in _plain(entry).items()) for entry in entries or [])
 
 
 def _reused_pretrain(pre: ml_collections.ConfigDict, pre_dir: Path, stages: list[float], size: str, made_by: str):

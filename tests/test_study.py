@@ -81,6 +81,11 @@ def test_expand_runs_each_seed_and_pretrains_each_stage_on_its_own(tmp_path, cor
     assert c.config["init_from"] == str(tmp_path / "s" / "pretrain" / f"xs_ptpp{c.labels['ptpp']}")
   first = {c.labels["ptpp"]: c.config["init_step"] for c in adapt}
   assert first["0.5"] < first["1"]
+  s.first = [{"ptpp": "1", "r": "r50"}]  # run before the rest, in grid order; prerequisites still ahead of them
+  ordered = study.expand(s, tmp_path / "s")
+  assert [c.id for c in ordered[:5]] == ["pretrain/xs_ptpp0.5", "pretrain/xs_ptpp1", "cells/xs_ptpp1_r50_s0",
+                                         "cells/xs_ptpp1_r50_s1", "cells/xs_ptpp1_r50_s2"]
+  assert sorted(c.id for c in ordered) == sorted(c.id for c in cells)
 
 @pytest.mark.slow
 def test_killed_study_resumes_without_redoing_cells(tmp_path, corpus_dir):
