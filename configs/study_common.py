@@ -17,8 +17,9 @@ downloads under $CPT_JAX_CORPORA (default /data/corpora), prepared once into Arr
   huggingface-cli download wikimedia/wikipedia --repo-type dataset --include "20231101.es/*" \
       --local-dir $CPT_JAX_CORPORA/wikipedia         # Spanish Wikipedia; the Spanish target of two studies
 
-(A hub name alone would stream the dataset, but FineWeb-Edu has no validation split; from local files every
-1000th document is held out for validation.)
+(A hub name alone would stream the dataset instead, with `max_documents` capping how much of it is written;
+a full study reads most of sample-100BT, so a local copy is the practical choice. Either way FineWeb-Edu has no
+validation split, and every 1000th document is held out for validation.)
 """
 
 import os

@@ -38,6 +38,9 @@ def source_config(kind: str = "none", name: str = "") -> ml_collections.ConfigDi
       # (cpt_jax/study_cost.py: a run reading a corpus > 4 times is refused); 0: measured for corpus and babi
       # sources, unknown for the others. State it for large hf/tfds corpora (FineWeb-Edu sample-10BT: 10e9)
       "size_tokens": 0.0,
+      # hf: the first N documents of each split read (0: all; a held-out validation comes out of train's N): a
+      # hub corpus such as FineWeb-Edu is streamed, and only this slice of it is downloaded and written
+      "max_documents": 0,
       "babi_mode": "synthetic",  # babi: original | synthetic
       "babi_stories": 200,  # babi: stories per task
       "babi_tasks": "all",  # babi: "all" or comma-separated task numbers
@@ -290,6 +293,8 @@ def _validate_source(s, field: str) -> None:
   if s.kind == "hf" and not (s.name or s.path):
     raise _err(f"{field}.name", s.name, "an hf source needs a hub dataset name or a local path (Parquet, JSON Lines, "
                "save_to_disk directory)")
+  if s.get("max_documents", 0) < 0 or (s.get("max_documents", 0) and s.kind != "hf"):
+    raise _err(f"{field}.max_documents", s.max_documents, "must be ≥ 0, and applies to hf sources only (0: all)")
   if s.get("size_tokens", 0) < 0:
     raise _err(f"{field}.size_tokens", s.size_tokens, "must be ≥ 0 (0: measured or unknown)")
   if s.kind in ("corpus", "tfds") and not s.name:

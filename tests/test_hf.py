@@ -171,6 +171,34 @@ def test_hf_source_errors_name_the_field(tmp_path):
     sources.open_source(src, "train", tmp_path / "data")
 
 
+def test_hf_hub_source_without_validation_split_holds_out_and_caps(tmp_path, monkeypatch):
+  """A hub dataset with only a train split (FineWeb-Edu's layout), read through a stand-in for the `datasets`
+  library: validation is documents 0, k, 2k, … of train, and max_documents caps what is read and written."""
+  docs = _docs(50, 0)
+  streamed = []
+
+  def load_dataset(path, config, split, streaming):
+    assert (path, config, streaming) == ("org/corpus", "sample", True)
+    if split != "train":
+      raise ValueError(f"Bad split: {split}")
+    for d in docs:
+      streamed.append(d)
+      yield {"text": d}
+
+  fake = type(sys)("datasets")
+  fake.load_dataset, fake.get_dataset_split_names = load_dataset, lambda path, config: ["train"]
+  monkeypatch.setitem(sys.modules, "datasets", fake)
+  src = source_config("hf", "org/corpus:sample")
+  src.max_documents = 12
+  train, val = (sources.open_source(src, s, tmp_path / "data") for s in ("train", "validation"))
+  assert [train[i]["text"] for i in range(len(train))] == docs[1:12]  # the first 12 documents, less the held out
+  assert [val[i]["text"] for i in range(len(val))] == [docs[0]]
+  assert len(streamed) == 2 * 12  # each split stops reading the stream at the cap
+  src.train_split = "training"
+  with pytest.raises(DataError, match=r"no split 'training' \(it has \['train'\]\).*train_split"):
+    sources.open_source(src, "train", tmp_path / "data")
+
+
 def test_evaluate_cli_prints_the_reference_loss_of_the_imported_model(imported, tmp_path):
   """`python -m cpt_jax.evaluate` on the imported fixture, evaluated on the reference tokens as one row."""
   workdir, _ = imported

@@ -5,7 +5,9 @@ mode where the machine has internet) or a local `path`: a Parquet file, a JSON L
 of either, or a `save_to_disk` directory (Arrow stream files). Documents are streamed batch by batch into a TFDS-layout
 dataset (`records.write_dataset_streaming`), so memory stays bounded whatever the corpus size; the text
 field is `text_field`. A source with no validation split holds out documents 0, k, 2k, … of its order (k =
-`validation_every`), so even a small source has one. Process 0 prepares; the others wait for it and
+`validation_every`), so even a small source has one; a hub dataset without one (FineWeb-Edu has only train) is
+split the same way. `max_documents` keeps the first N documents of each split it reads: the hub is streamed,
+so only that slice of a large corpus is downloaded and written. Process 0 prepares; the others wait for it and
 read the same dataset.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -90,14 +93,29 @@ def _batches(file: str) -> Iterator[list[dict[str, Any]]]:
         yield rows
 
 
-def _hub_documents(name: str, split: str) -> Iterator[dict[str, Any]]:
+def _hub(name: str):
+  """(the `datasets` module, dataset path, config) of a hub name `NAME` or `NAME:CONFIG`."""
   try:
     import datasets  # pylint: disable=g-import-not-at-top  # optional: hub names only
   except ImportError:
     raise DataError(f"hf source name={name!r}: reading a hub dataset needs the `datasets` library (pip install "
                     "datasets) and internet; or download it and set the source's path") from None
   path, _, config = name.partition(":")  # "HuggingFaceFW/fineweb-edu:sample-10BT": dataset and its config
-  return iter(datasets.load_dataset(path, config or None, split=split, streaming=True))
+  return datasets, path, config or None
+
+
+def _hub_splits(name: str) -> list[str]:
+  datasets, path, config = _hub(name)
+  try:
+    return list(datasets.get_dataset_split_names(path, config))
+  except Exception as e:  # pylint: disable=broad-except  # offline, unknown name, gated: one message
+    raise DataError(f"hf source name={name!r}: cannot list its splits ({type(e).__name__}: {str(e)[:160]}); "
+                    "check the name and the machine's internet, or download it and set the source's path") from None
+
+
+def _hub_documents(name: str, split: str) -> Iterator[dict[str, Any]]:
+  datasets, path, config = _hub(name)
+  return iter(datasets.load_dataset(path, config, split=split, streaming=True))
 
 
 def _texts(docs: Iterator[dict[str, Any]], text_field: str, where: str) -> Iterator[str]:
@@ -111,7 +129,10 @@ def _texts(docs: Iterator[dict[str, Any]], text_field: str, where: str) -> Itera
 
 
 def dataset_name(source_cfg) -> str:
-  ident = f"{source_cfg.name}|{os.path.abspath(source_cfg.path) if source_cfg.path else ''}|{source_cfg.text_field}"
+  """Names everything that decides the prepared documents: source, field, splits and the cap."""
+  where = os.path.abspath(source_cfg.path) if source_cfg.path else ""
+  ident = (f"{source_cfg.name}|{where}|{source_cfg.text_field}|{source_cfg.train_split}|{source_cfg.eval_split}"
+           f"|{source_cfg.get('max_documents', 0)}")
   return "hf_" + hashlib.sha1(ident.encode()).hexdigest()[:12]
 
 
@@ -128,29 +149,40 @@ def prepare(source_cfg, data_dir: Path, validation_every: int = 1000) -> str:
 
 def _write(source_cfg, data_dir: Path, name: str, validation_every: int) -> None:
   field, wanted = source_cfg.text_field, (source_cfg.train_split, source_cfg.eval_split)
+  cap = source_cfg.get("max_documents", 0)
   if source_cfg.path:
     files = _files(source_cfg.path)
     by_split = {s: [f for f in files if _split_of(f, wanted) == s] for s in wanted}
-    if not any(by_split.values()):  # one unnamed split: hold out documents 0, k, 2k, …
+    if not any(by_split.values()):  # one unnamed split
       by_split = {wanted[0]: files}
 
-    def split_texts(split):
-      named = by_split.get(split)
-      use = named if named else by_split[wanted[0]]
-      hold_out = not by_split.get(wanted[1])
-      index = 0
-      for f in use:
+    def documents(split):
+      for f in by_split[split]:
         for batch in _batches(f):
-          for text in _texts(iter(batch), field, f):
-            if not hold_out or (index % validation_every == 0) == (split == wanted[1]):
-              yield {"text": text}
-            index += 1
+          yield from _texts(iter(batch), field, f)
+
+    named = {s for s in wanted if by_split.get(s)}
   else:
-    def split_texts(split):
-      for text in _texts(_hub_documents(source_cfg.name, split), field, source_cfg.name):
+    def documents(split):
+      yield from _texts(_hub_documents(source_cfg.name, split), field, source_cfg.name)
+
+    available = _hub_splits(source_cfg.name)
+    if wanted[0] not in available:
+      raise DataError(f"hf source name={source_cfg.name!r} has no split {wanted[0]!r} (it has {available}); set the "
+                      "source's train_split")
+    named = {s for s in wanted if s in available}
+
+  def split_texts(split):
+    """`split`'s documents among the source's first `cap` (all if 0); with no eval split, documents 0, k, 2k, …
+    of those are held out of train for it."""
+    hold_out = wanted[1] not in named
+    stream = documents(wanted[0] if hold_out else split)
+    for index, text in enumerate(itertools.islice(stream, cap or None)):
+      if not hold_out or (index % validation_every == 0) == (split == wanted[1]):
         yield {"text": text}
 
-  logging.info("preparing Hugging Face dataset %s (%s) into %s", source_cfg.name or source_cfg.path, field,
-               records.dataset_dir(data_dir, name))
+  logging.info("preparing Hugging Face dataset %s (%s%s) into %s", source_cfg.name or source_cfg.path, field,
+               f", its first {cap} documents" if cap else "", records.dataset_dir(data_dir, name))
   records.write_dataset_streaming(data_dir, name, {s: split_texts(s) for s in wanted}, {"text": "text"},
-                                  description=f"{source_cfg.name or source_cfg.path}, field {field}")
+                                  description=f"{source_cfg.name or source_cfg.path}, field {field}"
+                                  + (f", first {cap} documents" if cap else ""))
