@@ -19,15 +19,8 @@ finished cell's hours are its measured wall seconds (summary.json) and an unfini
 rate the finished cells achieved (else at the measured matmul peak × CPU_MFU).
 
 Epochs: the tokens a run draws from each corpus (the target's rows; replay's rows from data.base, or from the
-self-generated samples) over that corpus's size in tokens as the loader packs it:
-  corpus (english, spanish)  train-split characters (the prepared dataset's corpus_stats.json, else the sizes of
-                             docs/corpora.md) × tokens per character measured with the run's tokenizer on a sample
-                             of the corpus, else taken from a table ("estimated")
-  babi                       train stories × rows per story, from a generated sample of stories tokenized the
-                             same way (packing padding included)
-  self-generated samples     the replay cell's tokens
-  hf, tfds, records, files   the source's `size_tokens` (config.py); unknown when 0
-`size_tokens` > 0 overrides the measurement for any source. A run that reads a corpus more than MAX_EPOCHS times
+self-generated samples: the replay cell's tokens) over that corpus's size in tokens as the loader packs it
+(cpt_jax/corpus_size.py). A run that reads a corpus more than MAX_EPOCHS times
 is flagged; `run_study` refuses to start it (`check_repeats`). bAbI-Original, a small fixed pool that the paper
 repeats on purpose (Spiegelhalter et al.), is reported ("by design") but never refused.
 """
@@ -35,18 +28,13 @@ repeats on purpose (Spiegelhalter et al.), is reported ("by design") but never r
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
-import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ml_collections
 
-from cpt_jax import build, metrics as metrics_lib, model as model_lib, objective as objective_lib, paths
-from cpt_jax.data import corpora, records, sources
-from cpt_jax.data.tokenizer import load_tokenizer, run_tokenizer_path
+from cpt_jax import build, corpus_size, metrics as metrics_lib, model as model_lib, objective as objective_lib
 
 if TYPE_CHECKING:
   from cpt_jax.study import Cell
@@ -64,33 +52,8 @@ ACCELERATORS = {
     "cpu": ("CPU", None),
 }
 
-# Tokens per character of the local corpora with a SentencePiece model trained on `english` by
-# build.resolve_tokenizer, measured at vocabularies 512 and 2048 (200 documents; 320 bAbI stories); the larger ones
-# are rules of thumb. Used only when no tokenizer of the run exists yet: the sizes are then "estimated".
-_TOKENS_PER_CHAR = (  # (vocab up to, {corpus: tokens per char})
-    (512, {"english": 0.51, "spanish": 0.69, "babi": 0.55}),
-    (2048, {"english": 0.32, "spanish": 0.54, "babi": 0.40}),
-    (8192, {"english": 0.28, "spanish": 0.47, "babi": 0.33}),
-    (math.inf, {"english": 0.25, "spanish": 0.42, "babi": 0.28}),
-)
-# Train-split characters of the local corpora as docs/corpora.md measures them (seed 0, no cap): used when the
-# corpus has not been prepared on this machine.
-_DOCUMENTED_CHARS = {"english": 21_577_686, "spanish": 4_630_264}
-_SAMPLE_DOCS, _SAMPLE_CHARS = 200, 5000  # tokens-per-char sample: that many documents, that many chars of each
-_BABI_SAMPLE_STORIES = 20  # stories per task generated to size a bAbI pool
-
-
 class CorpusRepeated(ValueError):
   """A run of the study reads a corpus more than MAX_EPOCHS times; the message names the cell and corpus."""
-
-
-@dataclasses.dataclass
-class Corpus:
-  label: str
-  tokens: float | None  # size in tokens as the loader packs it; None: unknown
-  how: str  # where the size comes from
-  by_design: bool = False  # a fixed pool repeated on purpose: reported, never refused
-  estimated: bool = False
 
 
 @dataclasses.dataclass
@@ -107,7 +70,7 @@ class CellCost:
 @dataclasses.dataclass
 class StudyCost:
   cells: list[CellCost]
-  corpora: dict[str, Corpus]
+  corpora: dict[str, corpus_size.Corpus]
 
   def epochs(self, c: CellCost) -> dict[str, float | None]:
     return {k: (n / self.corpora[k].tokens if self.corpora[k].tokens else None) for k, n in c.draws.items()}
@@ -166,148 +129,16 @@ def teacher_in_step(cfg) -> bool:
   return replay_rows(cfg) > 0 and loss is not None and loss.needs_teacher
 
 
-def _source_label(src) -> str:
-  if src.kind == "babi":
-    tasks = "" if src.babi_tasks.strip() == "all" else f", tasks {src.babi_tasks}"
-    return f"babi_{src.babi_mode}({src.babi_stories}/task{tasks})"
-  if src.kind == "corpus":
-    return src.name
-  if src.kind == "hf" and src.name:
-    return src.name.rsplit("/", 1)[-1]  # HuggingFaceFW/fineweb-edu:sample-100BT → fineweb-edu:sample-100BT
-  return f"{src.kind}:{src.name or src.path}"
-
-
-def _read_json(path) -> dict | None:
-  try:
-    return json.loads(paths.path(path).read_text())
-  except (OSError, ValueError):
-    return None
-
-
-class _Sizer:
-  """Corpus sizes, each measured once per (corpus, tokenizer)."""
-
-  def __init__(self):
-    self.corpora: dict[str, Corpus] = {}
-    self._tokenizers: dict[str, Any] = {}
-
-  def tokenizer(self, cfg, workdir: Path | None) -> tuple[str, Any]:
-    """(identity, tokenizer or None) of a run: its own copy, init_from's, data.tokenizer, or the one
-    build.resolve_tokenizer trains from data.base; None when none exists yet."""
-    candidates = []
-    if workdir is not None:
-      candidates.append(run_tokenizer_path(workdir))
-    if cfg.stage == "adapt" and cfg.init_from:
-      candidates.append(run_tokenizer_path(cfg.init_from))
-    if cfg.data.tokenizer:
-      candidates.append(paths.path(cfg.data.tokenizer))
-    base = cfg.data.base
-    data_dir = sources.data_dir_of(cfg.data)
-    candidates.append(data_dir / "tokenizers" / f"{base.kind}_{base.name or 'data'}_v{cfg.data.vocab_size}.model")
-    for path in candidates:
-      try:
-        if not path.exists():
-          continue
-        digest = hashlib.sha1(path.read_bytes()).hexdigest()  # runs keep copies: one tokenizer, many paths
-        if digest not in self._tokenizers:
-          self._tokenizers[digest] = (str(path), load_tokenizer(path))
-        return self._tokenizers[digest]
-      except Exception:  # pylint: disable=broad-except  # an unreadable tokenizer: try the next, else estimate
-        continue
-    return f"estimated:v{cfg.data.vocab_size}", None
-
-  def size(self, src, cfg, workdir: Path | None) -> str:
-    """The key of the corpus `src` (a source config of `cfg`), its size added to self.corpora."""
-    tok_id, tok = self.tokenizer(cfg, workdir)
-    label = _source_label(src)
-    stated = float(src.get("size_tokens", 0) or 0)
-    key = f"{label}|{stated if stated else tok_id}|{cfg.model.max_len}"
-    if key in self.corpora:
-      return key
-    try:
-      if stated > 0:
-        corpus = Corpus(label, stated, "stated in the config (size_tokens)")
-      elif src.kind == "corpus":
-        corpus = self._local_corpus(src, cfg, tok_id, tok)
-      elif src.kind == "babi":
-        corpus = self._babi(src, cfg, tok_id, tok)
-      else:
-        corpus = Corpus(label, None, "unknown: set size_tokens of this source (tokens of its train split)")
-    except Exception as e:  # pylint: disable=broad-except  # a size is a nicety: never what stops a study
-      corpus = Corpus(label, None, f"unknown ({type(e).__name__}: {str(e)[:100]})")
-    self.corpora[key] = corpus
-    return key
-
-  def _local_corpus(self, src, cfg, tok_id: str, tok) -> Corpus:
-    data_dir = sources.data_dir_of(cfg.data)
-    stats = _read_json(corpora.stats_path(data_dir, src.name))
-    if stats:
-      chars, where = stats["splits"]["train"]["chars"], "corpus_stats.json"
-    elif src.name in _DOCUMENTED_CHARS:
-      chars, where = _DOCUMENTED_CHARS[src.name], "docs/corpora.md (not prepared here)"
-    else:
-      return Corpus(src.name, None, "unknown: not prepared here")
-    per_char, measured = None, ""
-    if tok is not None and records.exists(data_dir, f"cpt_{src.name}"):
-      source = records.RecordSource(str(records.dataset_dir(data_dir, f"cpt_{src.name}")), "train")
-      idx = random.Random(0).sample(range(len(source)), min(_SAMPLE_DOCS, len(source)))
-      texts = [source[i]["text"][:_SAMPLE_CHARS] for i in idx]
-      per_char = sum(len(tok.encode(t)) for t in texts) / max(1, sum(len(t) for t in texts))
-      measured = f"measured with {tok_id}"
-    if per_char is None:
-      per_char = _table_per_char(src.name, cfg.data.vocab_size)
-    return Corpus(src.name, chars * per_char,
-                  f"{chars / 1e6:.1f}M chars ({where}) × {per_char:.3f} tokens/char "
-                  f"({measured or f'estimated for vocab {cfg.data.vocab_size}'})", estimated=not measured)
-
-  def _babi(self, src, cfg, tok_id: str, tok) -> Corpus:
-    from cpt_jax.data.babi import dataset as babi_dataset  # pylint: disable=g-import-not-at-top
-    tasks = sources.babi_tasks(src.babi_tasks)
-    stories = int(src.babi_stories)
-    sample = min(stories, _BABI_SAMPLE_STORIES)
-    train = babi_dataset.build_babi_splits(src.babi_mode, sample, 0, tasks)["train"]
-    train_stories = len({r["story_id"] for r in train})
-    per_char = None if tok is not None else _table_per_char("babi", cfg.data.vocab_size)
-
-    def length(r) -> int:  # BOS prompt completion EOS, cut to a row of T + 1 (pipeline._TokenizeExample)
-      if tok is not None:
-        n = len(tok.encode(r["prompt"])) + len(tok.encode(r["completion"])) + 2
-      else:
-        n = round((len(r["prompt"]) + len(r["completion"])) * per_char) + 2
-      return min(n, cfg.model.max_len + 1) - 1
-
-    lengths = [length(r) for r in train]
-    random.Random(0).shuffle(lengths)
-    rows, fill = 1, 0  # one packing bin, in order: an example that does not fit starts the next row
-    for n in lengths:
-      if fill + n > cfg.model.max_len:
-        rows, fill = rows + 1, 0
-      fill += n
-    n_train, _, _ = babi_dataset.split_sizes(stories, 0.1, 0.1)
-    rows_per_epoch = rows / train_stories * n_train * len(tasks)
-    how = (f"{n_train * len(tasks):,} train stories × {rows / train_stories:.3f} rows of {cfg.model.max_len} per "
-           f"story (packing a sample of {sample}/task, {'tokenized with ' + tok_id if tok else 'estimated'})")
-    return Corpus(_source_label(src), rows_per_epoch * cfg.model.max_len, how,
-                  by_design=src.babi_mode == "original", estimated=tok is None)
-
-
-def _table_per_char(corpus: str, vocab: int) -> float:
-  for limit, values in _TOKENS_PER_CHAR:
-    if vocab <= limit:
-      return values.get(corpus, values["english"])
-  raise AssertionError("unreachable")
-
-
 def _wall_seconds(cell: Cell) -> float | None:
   if cell.kind == "replay" or not cell.done:
     return None
-  s = _read_json(cell.workdir / "summary.json")
+  s = corpus_size.read_json(cell.workdir / "summary.json")
   return float(s["wall_seconds"]) if s and s.get("wall_seconds") is not None else None
 
 
 def estimate(cells: list[Cell]) -> StudyCost:
   """The cost of every cell of an expanded study (`study.expand`)."""
-  sizer = _Sizer()
+  sizer = corpus_size.Sizer()
   by_id = {c.id: c for c in cells}
   out = []
   for cell in cells:
@@ -345,7 +176,8 @@ def estimate(cells: list[Cell]) -> StudyCost:
 def _replay_cost(cell: Cell, by_id: dict[str, Cell]) -> CellCost:
   """Sampling `tokens` tokens from the stage's checkpoint: one forward per token (KV cache, full context)."""
   pre = by_id.get(cell.needs[0]) if cell.needs else None
-  run = pre.config if pre is not None and pre.config else _read_json(Path(cell.config["workdir"]) / "config.json")
+  run = pre.config if pre is not None and pre.config else corpus_size.read_json(
+      Path(cell.config["workdir"]) / "config.json")
   tokens = int(cell.config["tokens"])
   if not run:
     return CellCost(cell, tokens, 0.0, note="model unknown")
@@ -357,7 +189,7 @@ def _replay_cost(cell: Cell, by_id: dict[str, Cell]) -> CellCost:
                   note="sampling")
 
 
-def _self_corpus(cell: Cell, cfg, by_id: dict[str, Cell], sizer: _Sizer) -> str:
+def _self_corpus(cell: Cell, cfg, by_id: dict[str, Cell], sizer: corpus_size.Sizer) -> str:
   """The key of the self-generated samples an adapt cell reads: the size its replay cell writes."""
   label = f"self-replay({Path(cfg.replay.samples).parent.parent.name})"
   key = f"{label}|{cfg.replay.samples}"
@@ -365,12 +197,13 @@ def _self_corpus(cell: Cell, cfg, by_id: dict[str, Cell], sizer: _Sizer) -> str:
     made_by = [by_id[n] for n in cell.needs if n.startswith("replay/") and n in by_id]
     if made_by:
       rows = -(-int(made_by[0].config["tokens"]) // cfg.model.max_len)
-      sizer.corpora[key] = Corpus(label, rows * cfg.model.max_len, "the replay cell's tokens (study.replay_tokens)")
+      sizer.corpora[key] = corpus_size.Corpus(label, rows * cfg.model.max_len,
+                                              "the replay cell's tokens (study.replay_tokens)")
     else:
-      info = _read_json(Path(cfg.replay.samples) / "dataset_info.json")
+      info = corpus_size.read_json(Path(cfg.replay.samples) / "dataset_info.json")
       n = (info or {}).get("splits", {}).get("train", {}).get("num_examples")
-      sizer.corpora[key] = (Corpus(label, n * cfg.model.max_len, "its dataset_info.json") if n else
-                            Corpus(label, None, "unknown: the samples dataset is not there yet"))
+      sizer.corpora[key] = (corpus_size.Corpus(label, n * cfg.model.max_len, "its dataset_info.json") if n else
+                            corpus_size.Corpus(label, None, "unknown: the samples dataset is not there yet"))
   return key
 
 
