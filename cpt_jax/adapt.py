@@ -46,7 +46,8 @@ class Adaptation:
   def annotate(self, evaluation: dict[str, float]) -> None:
     """Adds `eval/base/forgetting`; the first evaluation of the run (step 0) becomes before.json."""
     if not self.before:
-      self.before.update({k: v for k, v in evaluation.items() if k.endswith("/loss") or k == "eval/babi/accuracy"})
+      self.before.update({k: v for k, v in evaluation.items()
+                          if k.endswith("/loss") or k in ("eval/babi/accuracy", "eval/copy/gain")})
       if jax.process_index() == 0:
         paths.write_text_atomic(paths.path(self._workdir) / BEFORE_FILE, json.dumps(self.before, indent=2))
     if "eval/base/loss" in self.before and "eval/base/loss" in evaluation:

@@ -21,7 +21,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from cpt_jax import checkpoint as ckpt_lib, config as config_lib, model as model_lib, objective as objective_lib
 from cpt_jax import paths, sampling, sharding, step as step_lib
-from cpt_jax.data import pipeline, sources
+from cpt_jax.data import copy_probe, pipeline, sources
 from cpt_jax.data.records import DataError, RecordSource
 from cpt_jax.data.tokenizer import Tokenizer, copy_tokenizer, load_tokenizer, run_tokenizer_path, train_tokenizer
 from cpt_jax.objective import Objective
@@ -233,7 +233,8 @@ def replay_stream(cfg, tokenizer: Tokenizer, data_dir: Path, bundle: ModelBundle
 
 
 def eval_sets(cfg, tokenizer: Tokenizer, data_dir: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, float]]:
-  """Fixed validation rows per source ("base", "target") and each split's unigram entropy.
+  """Fixed validation rows per source ("base", "target"), the copying probe's (data/copy_probe.py) and each
+  split's unigram entropy.
 
   Rows are drawn across the whole split with a fixed shuffle (seed 0, whatever the run's seed) so that
   runs of a study are evaluated on the same rows. The unigram entropy is over the whole split's tokens
@@ -256,6 +257,9 @@ def eval_sets(cfg, tokenizer: Tokenizer, data_dir: Path) -> tuple[dict[str, dict
     else:
       entropy[f"eval/{name}/unigram_entropy"] = pipeline.unigram_entropy(rows["targets"], rows["loss_mask"],
                                                                         tokenizer.vocab_size)
+  # in-context copying (eval/copy/gain), as many rows as the other sets: the same compiled eval step serves
+  rows_by_name.update(copy_probe.copy_rows(tokenizer.vocab_size, {tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id},
+                                           tokenizer.bos_id, cfg.model.max_len, cfg.train.eval_rows))
   return rows_by_name, entropy
 
 

@@ -1,4 +1,5 @@
-"""Evaluation of a model's parameters on a run's evaluation sets: loss per source, bAbI accuracy.
+"""Evaluation of a model's parameters on a run's evaluation sets: loss per source, bAbI accuracy, in-context
+copying (`eval/copy/gain`).
 
 The training loop calls it at every evaluation; `python -m cpt_jax.evaluate` calls it on any checkpoint
 (trained, imported or exported alike). Losses are sums over scored tokens divided by their count, so rows
@@ -13,6 +14,7 @@ import jax
 import numpy as np
 
 from cpt_jax import sharding, step as step_lib
+from cpt_jax.data import copy_probe
 from cpt_jax.data.babi.score import majority_baseline, score as babi_score
 from cpt_jax.sampling import GreedyDecoder
 
@@ -34,6 +36,9 @@ class Evaluator:
     for name, batch in self._batches.items():
       nll, count = jax.device_get(self._step(params, batch))
       out[f"eval/{name}/loss"] = float(nll / max(count, 1.0))
+    first, second = (out.get(f"eval/{name}/loss") for name in copy_probe.SETS)
+    if first is not None and second is not None:
+      out["eval/copy/gain"] = first - second
     scored: dict[int, tuple[str, dict[str, float]]] = {}  # one set under two names is decoded once
     for prefix, examples in self._babi_sets.items():
       if not examples:

@@ -25,7 +25,7 @@ RESULT_COLUMNS = [
     "replay_semantics", "replay_kind", "replay_loss", "replay_coeff", "target_loss", "base_loss", "base_loss_before",
     "target_loss_before", "forgetting",
     "babi_accuracy", "babi_tasks_passed", "wall_seconds", "babi_accuracy_before", "babi_majority_baseline",
-    "babi_examples",
+    "babi_examples", "copy_gain_before", "copy_gain",
 ]
 
 
@@ -43,7 +43,8 @@ def result_row(cell: Cell) -> dict[str, Any]:
       "base_loss": final.get("eval/base/loss"), "base_loss_before": before.get("eval/base/loss"),
       "target_loss_before": before.get("eval/target/loss"), "forgetting": final.get("eval/base/forgetting"),
       "babi_accuracy": final.get("eval/babi/accuracy"), "babi_tasks_passed": final.get("eval/babi/tasks_passed"),
-      "wall_seconds": s["wall_seconds"], **babi, **_babi_task_columns(cell, final),
+      "wall_seconds": s["wall_seconds"], **babi,
+      "copy_gain_before": before.get("eval/copy/gain"), "copy_gain": final.get("eval/copy/gain"), **_babi_task_columns(cell, final),
       **{f"axis_{k}": v for k, v in cell.labels.items()},
   }
 
