@@ -41,7 +41,7 @@ def test_babi_report_checks_the_claims(tmp_path):
         acc = min(0.3 + bonus, 0.1 * np.log10(b) - 0.2 + bonus)
         forget = 0.2 * (1 - r) ** 6 * np.log10(b) / 5.5
         rows.append(_row(axis_data=data, adapt_tokens=b, replay_ratio=r, babi_accuracy=acc,
-                         base_loss=5.0 + forget))
+                         base_loss=5.0 + forget, copy_gain_before=0.05, copy_gain=0.5 * np.log10(b) - 2.0))
   root = _write(tmp_path / "s", "babi", rows, {"forgetting_threshold_rel": 0.01, "plateau_tolerance": 0.02})
   md = report.study_report(root, tmp_path / "out")
   text = md.read_text()
@@ -50,6 +50,8 @@ def test_babi_report_checks_the_claims(tmp_path):
   assert (tmp_path / "out" / "study_babi" / "results.csv").exists()
   assert "| bAbI-Synthetic (diverse) gives much better task mastery than bAbI-Original |" in text
   assert "2 CPU cores" in text or "CPU cores" in text
+  assert "the base model 0.05 (< 0.5: it does not look tokens up in its context" in text  # the copying probe
+  assert "without replay: 40k 0.30" in text
   g = report.babi_guideline([r for r in rows if r["axis_data"] == "synthetic"], 0.01)
   assert g[4e4] <= g[3.6e5]  # forgetting grows with the budget here: more replay needed at larger budgets
 
