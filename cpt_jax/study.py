@@ -16,8 +16,9 @@ A study config (`get_config()`) holds:
   pretrain_per_stage  optional bool: one pretraining run per (size, PTPP stage), each with its own schedule
                  ending at that stage (a model trained *to* PTPP P), instead of one run saved at every stage
   exclude        optional [{axis: label, ...}, ...]: grid cells matching every pair of one entry are left out
-  first          optional [{axis: label, ...}, ...]: cells matching an entry run before the others (the
-                 ones a claim needs most, so a study stopped early still has them)
+  first          optional [{axis: label, ...}, ...]: run order: cells matching the first entry, then those
+                 matching the second, …, then the rest (the ones the claims need most first, so a study
+                 stopped early still has them)
   pretrained     optional {size: workdir of an existing pretraining run} to reuse instead of pretraining:
                  its model must match the size's, its train.save_at_ptpp must cover `ptpp`, and it must
                  be finished (summary.json) or have committed the checkpoint of every stage in `ptpp`
@@ -171,7 +172,14 @@ def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
   first = study.get("first", None)
   if not first:
     return cells
-  return sorted(cells, key=lambda c: c.kind == "adapt" and not _matches_any(c.labels, first))  # stable
+
+
+  def rank(c: Cell) -> int:  # prerequisites keep their place ahead of everything
+    if c.kind != "adapt":
+      return -1
+    return next((i for i, entry in enumerate(first) if _matches_any(c.labels, [entry])), len(first))
+
+  return sorted(cells, key=rank)  # stable: grid order within a rank
 
 
 def _matches_any(labels: dict, entries) -> bool:
