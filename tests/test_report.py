@@ -51,7 +51,7 @@ def test_babi_report_checks_the_claims(tmp_path):
   assert "| bAbI-Synthetic (diverse) gives much better task mastery than bAbI-Original |" in text
   assert "2 CPU cores" in text or "CPU cores" in text
   assert "the base model 0.05 (< 0.5: it does not look tokens up in its context" in text  # the copying probe
-  assert "without replay: 40k 0.30" in text
+  assert "without replay: bAbI-synthetic 40k 0.30" in text
   g = report.babi_guideline([r for r in rows if r["axis_data"] == "synthetic"], 0.01)
   assert g[4e4] <= g[3.6e5]  # forgetting grows with the budget here: more replay needed at larger budgets
 

@@ -457,23 +457,26 @@ def _what_it_would_take(g: _Grid, v: str, mastery: float) -> list[str]:
 COPY_GAIN_MIN = 0.5  # nats: below it a model barely retrieves tokens from its context
 
 
-def _copying(g: _Grid, v: str) -> tuple[bool, str] | None:
+def _copying(g: _Grid) -> tuple[bool, str] | None:
   """(whether the base lacks in-context copying, a line on it) from `copy_gain_before` / `copy_gain`: the base
-  model's gain on a repeated random sequence and the no-replay runs' after adapting, per budget."""
+  model's gain on a repeated random sequence, and per variant the no-replay runs' after adapting, per budget
+  (runs that recorded it)."""
   before = [x for r in g.rows for x in [_num(r.get("copy_gain_before"))] if x is not None]
   if not before:
     return None
   lacks = float(np.mean(before)) < COPY_GAIN_MIN
-  gains = {b: [x for r in g.cells.get((v, b, 0.0), []) for x in [_num(r.get("copy_gain"))] if x is not None]
-           for b in g.budgets}
-  after = [(b, stats.mean_ci(x)) for b, x in gains.items() if x]
+  after = []
+  for v in g.variants:
+    gains = {b: [x for r in g.cells.get((v, b, 0.0), []) for x in [_num(r.get("copy_gain"))] if x is not None]
+             for b in g.budgets}
+    if any(gains.values()):
+      after.append(f"bAbI-{v} " + ", ".join(f"{_tokens(b)} {_fmt(stats.mean_ci(x), '.2f')}"
+                                            for b, x in gains.items() if x))
   text = (f"In-context copying (`eval/copy/gain`, data/copy_probe.py: how much lower the loss is on the second copy "
           f"of a repeated random sequence than on the first, nats): the base model {np.mean(before):.2f}"
           + (f" (< {COPY_GAIN_MIN:g}: it does not look tokens up in its context, which every question that asks "
              "for an entity named in the story needs)" if lacks else "")
-          + (f"; after adapting on bAbI-{v} without replay: " + ", ".join(f"{_tokens(b)} {_fmt(iv, '.2f')}"
-                                                                         for b, iv in after) if after else "")
-          + ".")
+          + ("; after adapting without replay: " + "; ".join(after) if after else "") + ".")
   return lacks, text
 
 
@@ -519,7 +522,7 @@ def _scale_section(st: Study, g: _Grid, syn: str, thr: float, tol: float, guide)
         + ("." if len(sure) >= 3 else "; the learning curves show how far the largest budget got."))
     if len(sure) < 3:
       cannot.extend(_what_it_would_take(g, v, mastery))
-  copying = _copying(g, syn)
+  copying = _copying(g)
   if copying:
     (cannot if copying[0] else can).append(copying[1])
   if g.crossed:
