@@ -74,7 +74,7 @@ def get_config(scale: str = "small"):
   if scale == "small":  # CPU time: bAbI-Original without replay only (the variants compared at 0 %)
     s.exclude = [{"data": "original", "replay": label} for label, _ in s.axes[1][1] if label != "r0"]
   # run order: the no-replay learning curves of both variants (the crossed comparison and mastery need them), then
-  # every replay ratio at the two smaller budgets (the guideline's rows), then the largest budget
+  # every replay ratio at each budget but the largest (the guideline's rows), then the largest budget
   s.first = [{"replay": "r0"}] + [{"budget": common.tokens_label(b)} for b in budgets[:-1]]
   s.report = "babi"
   # claim checks (cpt_jax/research/report/babi.py): thresholds fixed before the runs

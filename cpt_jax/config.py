@@ -39,7 +39,8 @@ def source_config(kind: str = "none", name: str = "") -> ml_collections.ConfigDi
       # sources, unknown for the others. State it for large hf/tfds corpora (FineWeb-Edu sample-10BT: 10e9)
       "size_tokens": 0.0,
       # hf: the first N documents of each split read (0: all; a held-out validation comes out of train's N): a
-      # hub corpus such as FineWeb-Edu is streamed, and only this slice of it is downloaded and written
+      # hub corpus such as FineWeb-Edu is streamed, and only this slice of it is downloaded and written. A capped
+      # source's size_tokens must then be the slice's, or the study's epoch check undercounts
       "max_documents": 0,
       "babi_mode": "synthetic",  # babi: original | synthetic
       "babi_stories": 200,  # babi: stories per task

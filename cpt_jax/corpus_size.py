@@ -56,7 +56,9 @@ def source_label(src) -> str:
   if src.kind == "corpus":
     return src.name
   if src.kind == "hf" and src.name:
-    return src.name.rsplit("/", 1)[-1]  # HuggingFaceFW/fineweb-edu:sample-100BT → fineweb-edu:sample-100BT
+    cap = src.get("max_documents", 0)  # a capped slice is its own corpus
+    # HuggingFaceFW/fineweb-edu:sample-100BT → fineweb-edu:sample-100BT
+    return src.name.rsplit("/", 1)[-1] + (f"[:{cap}]" if cap else "")
   return f"{src.kind}:{src.name or src.path}"
 
 

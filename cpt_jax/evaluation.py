@@ -36,9 +36,9 @@ class Evaluator:
     for name, batch in self._batches.items():
       nll, count = jax.device_get(self._step(params, batch))
       out[f"eval/{name}/loss"] = float(nll / max(count, 1.0))
-    first, second = (out.get(f"eval/{name}/loss") for name in copy_probe.SETS)
-    if first is not None and second is not None:
-      out["eval/copy/gain"] = first - second
+    copy_losses = [out.get(f"eval/{name}/loss") for name in copy_probe.SETS]
+    if None not in copy_losses:
+      out["eval/copy/gain"] = copy_losses[0] - copy_losses[1]
     scored: dict[int, tuple[str, dict[str, float]]] = {}  # one set under two names is decoded once
     for prefix, examples in self._babi_sets.items():
       if not examples:

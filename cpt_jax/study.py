@@ -169,17 +169,21 @@ def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
         cell_id = "_".join([stage_id] + [labels[a] for a, _ in axes])
         needs = [pre_id] + ([f"replay/{stage_id}"] if needs_replay else [])
         cells.append(Cell(f"cells/{cell_id}", "adapt", root / "cells" / cell_id, cfg.to_dict(), labels, needs))
-  first = study.get("first", None)
+  return _in_priority_order(cells, study.get("first", None))
+
+
+def _in_priority_order(cells: list[Cell], first) -> list[Cell]:
+  """Adapt cells ranked by the first `first` entry they match (unmatched last); a prerequisite takes the best
+  rank of the cells that need it, and runs ahead of them. Grid order within a rank."""
   if not first:
     return cells
-
-
-  def rank(c: Cell) -> int:  # prerequisites keep their place ahead of everything
-    if c.kind != "adapt":
-      return -1
-    return next((i for i, entry in enumerate(first) if _matches_any(c.labels, [entry])), len(first))
-
-  return sorted(cells, key=rank)  # stable: grid order within a rank
+  rank = {c.id: next((i for i, entry in enumerate(first) if _matches_any(c.labels, [entry])), len(first))
+          if c.kind == "adapt" else math.inf for c in cells}
+  for _ in range(3):  # adapt ← replay ← pretrain: a fixed point within three passes
+    for c in cells:
+      for n in c.needs:
+        rank[n] = min(rank[n], rank[c.id])
+  return sorted(cells, key=lambda c: (rank[c.id], c.kind == "adapt"))
 
 
 def _matches_any(labels: dict, entries) -> bool:

@@ -81,11 +81,11 @@ def test_expand_runs_each_seed_and_pretrains_each_stage_on_its_own(tmp_path, cor
     assert c.config["init_from"] == str(tmp_path / "s" / "pretrain" / f"xs_ptpp{c.labels['ptpp']}")
   first = {c.labels["ptpp"]: c.config["init_step"] for c in adapt}
   assert first["0.5"] < first["1"]
-  s.first = [{"ptpp": "1", "r": "r50"}, {"seed": "s2"}]  # in this order, then the rest; prerequisites ahead
+  s.first = [{"ptpp": "1", "r": "r50"}, {"seed": "s2"}]  # in this order, then the rest
   ordered = study.expand(s, tmp_path / "s")
-  assert [c.id for c in ordered] == [
-      "pretrain/xs_ptpp0.5", "pretrain/xs_ptpp1", "cells/xs_ptpp1_r50_s0", "cells/xs_ptpp1_r50_s1",
-      "cells/xs_ptpp1_r50_s2", "cells/xs_ptpp0.5_r0_s2", "cells/xs_ptpp0.5_r50_s2", "cells/xs_ptpp1_r0_s2",
+  assert [c.id for c in ordered] == [  # each pretraining just ahead of the first cell that needs it
+      "pretrain/xs_ptpp1", "cells/xs_ptpp1_r50_s0", "cells/xs_ptpp1_r50_s1", "cells/xs_ptpp1_r50_s2",
+      "pretrain/xs_ptpp0.5", "cells/xs_ptpp0.5_r0_s2", "cells/xs_ptpp0.5_r50_s2", "cells/xs_ptpp1_r0_s2",
       "cells/xs_ptpp0.5_r0_s0", "cells/xs_ptpp0.5_r50_s0", "cells/xs_ptpp1_r0_s0", "cells/xs_ptpp1_r0_s1"]
   assert sorted(c.id for c in ordered) == sorted(c.id for c in cells)
 

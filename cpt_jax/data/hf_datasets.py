@@ -129,10 +129,13 @@ def _texts(docs: Iterator[dict[str, Any]], text_field: str, where: str) -> Itera
 
 
 def dataset_name(source_cfg) -> str:
-  """Names everything that decides the prepared documents: source, field, splits and the cap."""
+  """Names everything that decides the prepared documents: source, field, and splits and cap where they are not
+  the defaults (so datasets prepared before those fields existed keep their names)."""
   where = os.path.abspath(source_cfg.path) if source_cfg.path else ""
-  ident = (f"{source_cfg.name}|{where}|{source_cfg.text_field}|{source_cfg.train_split}|{source_cfg.eval_split}"
-           f"|{source_cfg.get('max_documents', 0)}")
+  ident = f"{source_cfg.name}|{where}|{source_cfg.text_field}"
+  splits, cap = (source_cfg.train_split, source_cfg.eval_split), source_cfg.get("max_documents", 0)
+  if splits != ("train", "validation") or cap:
+    ident += f"|{splits[0]}|{splits[1]}|{cap}"
   return "hf_" + hashlib.sha1(ident.encode()).hexdigest()[:12]
 
 
@@ -155,6 +158,10 @@ def _write(source_cfg, data_dir: Path, name: str, validation_every: int) -> None
     by_split = {s: [f for f in files if _split_of(f, wanted) == s] for s in wanted}
     if not any(by_split.values()):  # one unnamed split
       by_split = {wanted[0]: files}
+    unread = [f for f in files if not any(f in fs for fs in by_split.values())]
+    if unread:
+      logging.warning("hf source %s: %d file(s) match neither split name %s and are not read, e.g. %s",
+                      source_cfg.path, len(unread), wanted, unread[0])
 
     def documents(split):
       for f in by_split[split]:
@@ -171,6 +178,10 @@ def _write(source_cfg, data_dir: Path, name: str, validation_every: int) -> None
       raise DataError(f"hf source name={source_cfg.name!r} has no split {wanted[0]!r} (it has {available}); set the "
                       "source's train_split")
     named = {s for s in wanted if s in available}
+    if wanted[1] not in named:
+      logging.warning("hf source %s has no split %r (it has %s): every %dth document of %r is held out for it%s",
+                      source_cfg.name, wanted[1], available, validation_every, wanted[0],
+                      "" if cap else "; each split streams the train split, so set max_documents for a large corpus")
 
   def split_texts(split):
     """`split`'s documents among the source's first `cap` (all if 0); with no eval split, documents 0, k, 2k, …

@@ -33,6 +33,7 @@ class Tokenizer:
 
   file_name = SP_FILE
   bos_id, eos_id, pad_id = BOS, EOS, PAD
+  special_ids = frozenset((PAD, UNK, BOS, EOS))  # never text: what a probe of random tokens leaves out
 
   def __init__(self, path: str | os.PathLike):
     path = paths.path(path)
@@ -110,6 +111,7 @@ class HFTokenizer(Tokenizer):
     pad = (config.get("padding") or {}).get("pad_id")
     self.bos_id, self.eos_id, self.pad_id = bos, eos, eos if pad is None else int(pad)
     self._specials = {t["id"] for t in config.get("added_tokens", []) if t.get("special")}
+    self.special_ids = frozenset(self._specials | {self.bos_id, self.eos_id, self.pad_id})
 
   @property
   def vocab_size(self) -> int:
