@@ -56,6 +56,26 @@ def test_babi_report_checks_the_claims(tmp_path):
   assert g[4e4] <= g[3.6e5]  # forgetting grows with the budget here: more replay needed at larger budgets
 
 
+def test_babi_report_of_a_stopped_grid_decides_nothing_it_has_not_run(tmp_path):
+  """Own-test baselines are each variant's own (a run trained on bAbI-original answers the original test), and a
+  budget whose larger replay ratios have not run yet gives no guideline verdict, whatever the smaller ones say."""
+  rows = []
+  for seed in (0, 1, 2):
+    for data, maj in (("synthetic", 0.1), ("original", 0.3)):
+      for b in (4e4, 3.6e5):
+        for r in ((0, 1 / 8, 1 / 2) if data == "synthetic" else (0,)):
+          if b == 3.6e5 and r == 1 / 2:
+            continue  # the study stopped before the largest budget's 50 % cells
+          rows.append(_row(axis_data=data, adapt_tokens=b, replay_ratio=r, seed=seed, babi_accuracy=0.5,
+                           babi_accuracy_qa1=0.35 + 0.01 * seed, babi_majority_qa1=maj,
+                           base_loss=5.0 + 0.5 * (1 - r) ** 2 + 0.001 * seed))
+  root = _write(tmp_path / "s", "babi", rows, {"forgetting_threshold_rel": 0.01, "plateau_tolerance": 0.02})
+  text = report.study_report(root, tmp_path / "out").read_text()
+  assert "| qa1 | 0.100 | 0.360 [0.350, 0.370] ▲ | 0.300 | 0.360 [0.350, 0.370] ▲ |" in text
+  claim = next(line for line in text.splitlines() if line.startswith("| Lower compute budgets need higher replay"))
+  assert "undecided (50 % and up not run yet)" in claim and claim.endswith("| inconclusive |"), claim
+
+
 FORGETTING_METHODS = {  # axis label: (kind, loss, λ)
     "none": ("none", "ntp", 1.0), "real_ntp": ("real", "ntp", 1.0), "real_kl": ("real", "kl", 1.0),
     "self_ntp": ("self", "ntp", 1.0), "self_kl_l0.3": ("self", "kl", 0.3), "self_kl_l1": ("self", "kl", 1.0),

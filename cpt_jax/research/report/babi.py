@@ -89,9 +89,11 @@ class _Grid:
           by_seed.setdefault(_seed(r), []).append(x)
     return [float(np.mean(xs)) for _, xs in sorted(by_seed.items(), key=lambda kv: str(kv[0]))]
 
-  def majority(self, key) -> float | None:
-    """A test set's fixed majority baseline (the mean over the runs that recorded it)."""
-    xs = [x for r in self.rows for x in [_num(r.get(key))] if x is not None]
+  def majority(self, key, variant: str | None = None) -> float | None:
+    """A test set's fixed majority baseline (the mean over the runs that recorded it); `variant`: of the runs
+    trained on it only (each run's own test set differs by variant)."""
+    xs = [x for r in self.rows if variant is None or r["axis_data"] == variant for x in [_num(r.get(key))]
+          if x is not None]
     return float(np.mean(xs)) if xs else None
 
   def ratios_at_every_budget(self, v) -> list[float]:
@@ -117,7 +119,7 @@ def _accuracy_vs_majority(g: _Grid, v: str, prefix: str, b: float, q: float):
   out = {}
   for t in g.tasks:
     iv = stats.mean_ci(g.values(v, b, q, f"{prefix}_accuracy_qa{t}"))
-    maj = g.majority(f"{prefix}_majority_qa{t}")
+    maj = g.majority(f"{prefix}_majority_qa{t}", v if prefix == "babi" else None)  # own test: v's
     vd = stats.verdict(iv, ">", maj) if maj is not None else stats.Verdict(stats.INCONCLUSIVE, "no majority baseline")
     out[t] = (iv, maj, vd)
   return out
@@ -315,7 +317,9 @@ def babi_report(st: Study):
   # lower budgets need higher replay
   gs = guide[syn]
   small, large = gs[B[0]], gs[B[-1]]
-  if small["sure"] is None or large["sure"] is None:
+  if not (small["complete"] and large["complete"]):
+    vd = stats.Verdict(stats.INCONCLUSIVE, "not every replay ratio has run at both budgets yet")
+  elif small["sure"] is None or large["sure"] is None:
     vd = stats.Verdict(stats.INCONCLUSIVE, f"fewer than {stats.MIN_VALUES} seeds: no interval decides a ratio")
   elif small["maybe"] > large["sure"]:
     vd = stats.Verdict(stats.YES, "even the least replay the smallest budget may need exceeds what the largest "
@@ -417,12 +421,21 @@ def _guideline(g: _Grid, v: str, thr: float) -> dict:
     sure = next((q for q, a in answers.items() if a == stats.YES), 1.0)
     maybe = next((q for q, a in answers.items() if a != stats.NO), 1.0)
     decided = any(min(iv.n) >= stats.MIN_VALUES for iv in ivs.values())
-    text = (f"{_pct(point)} ({_fmt(ivs[point], '.2%')})" if point is not None else "none of the grid") + (
-        ("; sure from " + (_pct(sure) if sure < 1 else "none of the grid")) if decided else "")
-    short = (_pct(point) if point is not None else "none") + (
-        f" (sure from {_pct(sure) if sure < 1 else 'none'})" if decided else "")
+    # a ratio of the grid not run at this budget (a study stopped early) could change any answer above it
+    missing = min((q for q in g.ratios if (v, b, q) not in g.cells
+                   and any((v, other, q) in g.cells for other in g.budgets)), default=None)
+    if missing is not None:
+      point = point if point is not None and point < missing else None
+      decided = decided and sure < missing and maybe < missing
+    if missing is not None and point is None:
+      text = short = f"undecided ({_pct(missing)} and up not run yet)"
+    else:
+      text = (f"{_pct(point)} ({_fmt(ivs[point], '.2%')})" if point is not None else "none of the grid") + (
+          ("; sure from " + (_pct(sure) if sure < 1 else "none of the grid")) if decided else "")
+      short = (_pct(point) if point is not None else "none") + (
+          f" (sure from {_pct(sure) if sure < 1 else 'none'})" if decided else "")
     out[b] = {"point": point, "sure": sure if decided else None, "maybe": maybe if decided else None,
-              "text": text, "short": short}
+              "text": text, "short": short, "complete": missing is None}
   return out
 
 
@@ -436,7 +449,7 @@ def _what_it_would_take(g: _Grid, v: str, mastery: float) -> list[str]:
   for t in g.tasks:
     acc = [float(np.mean(g.values(v, b, 0.0, f"babi_accuracy_qa{t}") or [np.nan])) for b in budgets]
     slope, icpt = np.polyfit(np.log10(budgets), acc, 1) if all(map(math.isfinite, acc)) else (np.nan, np.nan)
-    reach[t] = 10 ** ((mastery - icpt) / slope) if slope > 0 else None
+    reach[t] = 10 ** min((mastery - icpt) / slope, 13.0) if slope > 0 else None  # 10^13: "beyond 10^12"
   ranked = sorted((b, t) for t, b in reach.items() if b is not None)
   speed = [r["adapt_tokens"] / r["wall_seconds"] for b in budgets for r in g.cells[(v, b, 0.0)]
            if _num(r.get("wall_seconds"))]
