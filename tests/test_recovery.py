@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cpt_jax import loop, sharding
+from cpt_jax import evaluation, loop, sharding
 
 sys.path.insert(0, str(Path(__file__).parent))
 import cli_utils  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -33,17 +33,23 @@ def test_sigterm_checkpoints_the_current_step_and_resumes_exactly(tiny_config_fa
                                                                   monkeypatch):
   """The signal arrives while step 5's batch is being made (not a checkpoint step): step 5 is saved.
 
-  global_batch's 6th call: the eval rows (placed once), steps 1-4, then step 5's batch."""
-  calls = {"n": 0}
-  real = sharding.global_batch
+  global_batch's calls: the eval sets' rows (placed once, when the evaluator is made), steps 1-4, then step 5's
+  batch."""
+  calls = {"n": 0, "evals": None}
+  real, real_evaluator = sharding.global_batch, evaluation.Evaluator.__init__
 
   def batch_then_signal(*args, **kwargs):
     calls["n"] += 1
-    if calls["n"] == 6:
+    if calls["evals"] is not None and calls["n"] == calls["evals"] + 5:
       os.kill(os.getpid(), signal.SIGTERM)
     return real(*args, **kwargs)
 
+  def evaluator_then_count(self, *args, **kwargs):
+    real_evaluator(self, *args, **kwargs)
+    calls["evals"] = calls["n"]
+
   monkeypatch.setattr(sharding, "global_batch", batch_then_signal)
+  monkeypatch.setattr(evaluation.Evaluator, "__init__", evaluator_then_count)
   with pytest.raises(loop.Preempted, match="by signal at step 5"):
     loop.run(tiny_config_factory(), str(tmp_path))
   monkeypatch.setattr(sharding, "global_batch", real)
