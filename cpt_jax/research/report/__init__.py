@@ -6,7 +6,8 @@ figures under OUT/<study>/ and a copy of DIR/results.csv there, for the three se
 the numbers in its sentence are computed from the results, not written by hand.
 
 Modules: `common` (results.csv, tables, `Claim`, `Study`, provenance), `quickstart`, and one per seed
-study: `babi`, `forgetting`, `ptpp`.
+study: `babi` (with `babi_grid`, its results as a grid, and `babi_scale`, what its scale can show),
+`forgetting`, `ptpp`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from cpt_jax.research.report.babi import babi_guideline, babi_report, plateau_budget
+from cpt_jax.research.report.babi import babi_report
+from cpt_jax.research.report.babi_grid import babi_guideline, plateau_budget
 from cpt_jax.research.report.common import PAPERS, Claim, Study, markdown_table, provenance, read_results
 from cpt_jax.research.report.forgetting import forgetting_report
 from cpt_jax.research.report.ptpp import ptpp_report
