@@ -194,9 +194,11 @@ class Attention(nnx.Module):
     """`cache_kv`: this layer's (k, v) cache buffers, each [B, N, S, H]; the chunk's keys/values are written
     in place at [:, :, cache_index] and the queries attend over the whole buffer (masked)."""
     dt = self.cfg.dtype
-    qkv_3xBxLxNxH = jnp.einsum("bld,tdnh->tblnh", x_BxLxD, self.w_qkv[...].astype(dt))
-    qkv_3xBxLxNxH += self.b_qkv[...].astype(dt)[:, None, None]
-    q_BxLxNxH, k_BxLxNxH, v_BxLxNxH = qkv_3xBxLxNxH
+    # One projection per q/k/v: w_qkv[t] is a contiguous [D, N, H] slice, whereas one [3, D, N, H] einsum
+    # made XLA:CPU transpose the whole weight on every decoded token (docs/performance.md).
+    w_3xDxNxH, b_3xNxH = self.w_qkv[...].astype(dt), self.b_qkv[...].astype(dt)
+    q_BxLxNxH, k_BxLxNxH, v_BxLxNxH = (
+        jnp.einsum("bld,dnh->blnh", x_BxLxD, w_3xDxNxH[t]) + b_3xNxH[t] for t in range(3))
     if cache_kv is None:
       if mask is None:
         impl = attention_implementation(self.cfg.attention_impl, self.cfg.compute_dtype, self.cfg.head_dim)
