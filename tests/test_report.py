@@ -76,6 +76,15 @@ def test_babi_report_of_a_stopped_grid_decides_nothing_it_has_not_run(tmp_path):
   assert "undecided (50 % and up not run yet)" in claim and claim.endswith("| inconclusive |"), claim
 
 
+def test_planned_cells_leave_out_the_excluded_ones():
+  axis = lambda name, labels: [name, [[label, {}] for label in labels]]
+  config = {"axes": [axis("data", ["synthetic", "original"]), axis("replay", ["r0", "r5", "r10"]),
+                     axis("budget", ["500k", "1.5M"])],
+            "exclude": [{"data": "original", "replay": "r5"}, {"data": "original", "replay": "r10"}]}
+  assert report.common.planned_cells(config) == 2 * 3 * 2 - 2 * 2
+  assert report.common.planned_cells({**config, "exclude": []}) == 12
+
+
 FORGETTING_METHODS = {  # axis label: (kind, loss, λ)
     "none": ("none", "ntp", 1.0), "real_ntp": ("real", "ntp", 1.0), "real_kl": ("real", "kl", 1.0),
     "self_ntp": ("self", "ntp", 1.0), "self_kl_l0.3": ("self", "kl", 0.3), "self_kl_l1": ("self", "kl", 1.0),

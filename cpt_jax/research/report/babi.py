@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from cpt_jax.research import stats
-from cpt_jax.research.report.common import Claim, Study, _heatmap, _pct, _plt, _tokens
+from cpt_jax.research.report.common import Claim, Study, _heatmap, _pct, _plt, _tokens, planned_cells
 from cpt_jax.research.report.babi_grid import (_accuracy_vs_majority, _crossed_per_seed, _fmt,
                                                _gap_to_majority, _Grid, _guideline, _own_majority,
                                                _per_seed_cells, _test_majority, _test_sets, plateau_budget)
@@ -34,7 +34,7 @@ def babi_report(st: Study):
   body, claims = [], []
   n_seeds = sorted({len(runs) for runs in g.cells.values()})
   seeds_txt = f"{n_seeds[0]}" if len(n_seeds) == 1 else f"{n_seeds[0]}–{n_seeds[-1]}"
-  expected = len(V) * len(B) * len(Q)
+  expected = planned_cells(st.config) or len(V) * len(B) * len(Q)
   body += ["### Design", "",
            f"Data variant {' | '.join(V)} × budget {', '.join(_tokens(b) for b in B)} tokens × replay ratio "
            f"{', '.join(_pct(q) for q in Q)} (mixture) × seed {', '.join(_seed_label(x) for x in g.seeds)}: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+import itertools
 import json
 import math
 import os
@@ -141,6 +142,15 @@ class Study:
     _plt().close(fig)
     self.figures.append(name)
     return f"![{caption}]({self.fig_dir.name}/{name})\n\n*{caption}*\n"
+
+
+def planned_cells(config: dict[str, Any]) -> int:
+  """Grid cells a study plans (seeds not counted): the product of its axes' labels, less the `exclude`d ones."""
+  names = [name for name, _ in config.get("axes", [])]
+  combos = itertools.product(*[[label for label, _ in values] for _, values in config.get("axes", [])])
+  excluded = lambda labels: any(all(labels.get(k) == v for k, v in entry.items())
+                                for entry in config.get("exclude") or [])
+  return sum(not excluded(dict(zip(names, combo))) for combo in combos)
 
 
 def _plt():
