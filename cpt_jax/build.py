@@ -20,7 +20,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from cpt_jax import checkpoint as ckpt_lib, config as config_lib, model as model_lib, objective as objective_lib
-from cpt_jax import paths, sampling, sharding, step as step_lib
+from cpt_jax import param_layout, paths, sampling, sharding, step as step_lib
 from cpt_jax.data import copy_probe, pipeline, sources
 from cpt_jax.data.records import DataError, RecordSource
 from cpt_jax.data.tokenizer import Tokenizer, copy_tokenizer, load_tokenizer, run_tokenizer_path, train_tokenizer
@@ -149,12 +149,12 @@ def restore_weights(checkpointer: ckpt_lib.Checkpointer, target: Any, step: int 
     abstract = lambda shape, dtype, spec: jax.ShapeDtypeStruct(shape, dtype, sharding=NamedSharding(mesh, P(*spec)))
     stack = lambda xs: abstract((len(xs),) + xs[0].shape, xs[0].dtype, (None, *xs[0].sharding.spec))
     take = lambda x, i: abstract(x.shape[1:], x.dtype, tuple(x.sharding.spec)[1:])
-    saved_target = model_lib.convert_layout(target, saved_scan, stack=stack, take=take)
+    saved_target = param_layout.convert_layout(target, saved_scan, stack=stack, take=take)
     logging.info("%s: step %d holds the %s layout of the blocks; converting", checkpointer.directory, e.step,
                  e.saved_layout)
     s, params, data, meta = checkpointer.restore(saved_target, step=e.step, weights_only=True)
     out_shardings = jax.tree.map(lambda x: x.sharding, target)
-    params = jax.jit(lambda p: model_lib.convert_layout(p, not saved_scan), out_shardings=out_shardings)(params)
+    params = jax.jit(lambda p: param_layout.convert_layout(p, not saved_scan), out_shardings=out_shardings)(params)
     return s, params, data, meta
 
 

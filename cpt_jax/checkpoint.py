@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from cpt_jax import model as model_lib, paths
+from cpt_jax import param_layout, paths
 
 _STATE_BYTES = 1 << 14
 _TRASH = "deleted"
@@ -225,7 +225,7 @@ class Checkpointer:
     diffs += [f"{k}: in checkpoint but not in model" for k in saved_shapes.keys() - want_shapes.keys()]
     diffs += [f"{k}: checkpoint {saved_shapes[k]} vs model {want_shapes[k]}"
               for k in want_shapes.keys() & saved_shapes.keys() if saved_shapes[k] != want_shapes[k]]
-    saved_layout, want_layout = model_lib.layout_of(saved_shapes), model_lib.layout_of(want_shapes)
+    saved_layout, want_layout = param_layout.layout_of(saved_shapes), param_layout.layout_of(want_shapes)
     if diffs and saved_layout and want_layout and saved_layout != want_layout:
       raise LayoutMismatch(
           f"checkpoint step {step} in {self.directory} holds the blocks in the {saved_layout} layout "

@@ -23,7 +23,8 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from cpt_jax import build, checkpoint as ckpt_lib, config as config_lib, console, model as model_lib, paths, sharding
+from cpt_jax import build, checkpoint as ckpt_lib, config as config_lib, console, model as model_lib
+from cpt_jax import param_layout, paths, sharding
 from cpt_jax.data.records import DataError
 from cpt_jax.data.tokenizer import HFTokenizer, copy_tokenizer
 
@@ -209,7 +210,7 @@ def import_model(model: str, workdir: str) -> str:
 def export_model(workdir: str, out: str, step: int | None = None) -> str:
   """config.json, model.safetensors and the tokenizer of a run's checkpoint, in the Hugging Face GPT-2 format."""
   _, bundle, params, tokenizer, _ = build.load_run(workdir, step)
-  params = model_lib.unpadded(model_lib.convert_layout(params, scan_layers=False), bundle.cfg)  # the HF layout
+  params = model_lib.unpadded(param_layout.convert_layout(params, scan_layers=False), bundle.cfg)  # the HF layout
   out_dir = Path(out)
   out_dir.mkdir(parents=True, exist_ok=True)
   save_file(export_params(params, bundle.cfg), str(out_dir / HF_WEIGHTS), metadata={"format": "pt"})

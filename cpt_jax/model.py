@@ -7,7 +7,7 @@ are f32, matmuls run in `compute_dtype` (bf16 on accelerators), and LayerNorm, s
 Two layouts of the blocks hold the same numbers (`scan_layers`): one module per layer (`blocks/0/…`,
 run by a Python loop: the compiled program grows with depth), or one module whose parameters are stacked
 along a leading layer axis (`layers/…`, run by `jax.lax.scan`: compile time independent of depth).
-`convert_layout` moves parameters (and anything shaped like them, e.g. Adam moments) between the two; the
+`param_layout.convert_layout` moves parameters (and anything shaped like them, e.g. Adam moments) between the two; the
 same seed initialises the same numbers in both.
 
 The vocabulary may be padded (`vocab_multiple`) so that the embedding and LM-head matmuls have aligned
@@ -31,10 +31,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from cpt_jax import losses
+from cpt_jax.param_layout import LOOP_KEY, SCAN_KEY
 
 REMAT_POLICIES = ("none", "full", "dots_saveable")
 ATTENTION_IMPLS = ("auto", "xla", "cudnn")
-LOOP_KEY, SCAN_KEY = "blocks", "layers"  # the parameter tree's top-level name of each layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,33 +358,6 @@ def _stack_blocks(blocks: list[Block]) -> Block:
   stacked = jax.tree.map(lambda v: v.replace(logical_axes=("layers",) + tuple(v.logical_axes)), stacked,
                          is_leaf=lambda x: isinstance(x, nnx.Variable))
   return nnx.merge(graphdef, stacked)
-
-
-def layout_of(paths) -> str | None:
-  """"scan" or "loop": the layout of a parameter tree (or of "a/b/c" path strings), None if neither shows."""
-  parts = {p for path in paths for p in str(path).split("/")}
-  return "scan" if SCAN_KEY in parts else "loop" if LOOP_KEY in parts else None
-
-
-def convert_layout(params: dict, scan_layers: bool, stack=None, take=None) -> dict:
-  """The same parameters in the other layout: loop `blocks/i/…` leaves stacked into `layers/…`, or a stacked
-  tree split per layer; a tree already in the asked layout comes back as is.
-
-  `stack(leaves) -> leaf` and `take(leaf, i) -> leaf` default to jnp.stack and indexing; others convert trees
-  of abstract shapes or shardings.
-  """
-  stack = stack or (lambda xs: jnp.stack(xs))
-  take = take or (lambda x, i: x[i])
-  params = dict(params)
-  if scan_layers and LOOP_KEY in params:
-    blocks = params.pop(LOOP_KEY)
-    per_layer = [blocks[i] if i in blocks else blocks[str(i)] for i in range(len(blocks))]
-    params[SCAN_KEY] = jax.tree.map(lambda *xs: stack(xs), *per_layer)
-  elif not scan_layers and SCAN_KEY in params:
-    stacked = params.pop(SCAN_KEY)
-    num_layers = jax.tree.leaves(stacked)[0].shape[0]
-    params[LOOP_KEY] = {i: jax.tree.map(lambda x, i=i: take(x, i), stacked) for i in range(num_layers)}
-  return params
 
 
 def unpadded(params: dict, cfg: ModelConfig) -> dict:

@@ -14,7 +14,7 @@ import numpy as np
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
-from cpt_jax import model as model_lib, optim, sharding  # noqa: E402
+from cpt_jax import model as model_lib, optim, param_layout, sharding  # noqa: E402
 from cpt_jax.objective import Objective  # noqa: E402
 from sharding_check import train_setup  # noqa: E402  # same directory: run as a script
 
@@ -36,7 +36,7 @@ def train(mesh, scan_layers: bool, steps: int = 2, batch: int = 16):
   mask = optim.weight_decay_mask(state["params"], decay_embeddings=False)
   decayed = sorted({re.sub(r"\['blocks'\]\[\d+\]", "['layers']", jax.tree_util.keystr(p))  # per-layer names
                     for p, d in jax.tree_util.tree_leaves_with_path(mask) if d})
-  params = jax.device_get(model_lib.convert_layout(state["params"], False))
+  params = jax.device_get(param_layout.convert_layout(state["params"], False))
   leaves = jax.tree_util.tree_leaves_with_path(state["params"])
   specs = {jax.tree_util.keystr(p): str(x.sharding.spec) for p, x in leaves}
   return losses, decayed, params, specs

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from cpt_jax import losses, model as model_lib, sampling
+from cpt_jax import losses, model as model_lib, param_layout, sampling
 
 
 def run(m, *args, **kwargs):
@@ -101,16 +101,16 @@ def test_scan_layout_is_the_loop_layout_stacked_under_every_remat_policy():
   cfg_scan, scan = _model(num_layers=3, scan_layers=True, remat="full")
   loop_params, scan_params = (nnx.to_pure_dict(nnx.state(m)) for m in (loop, scan))
   assert set(loop_params) - {"blocks"} == set(scan_params) - {"layers"}
-  _assert_trees_close(model_lib.convert_layout(loop_params, True), scan_params, 0)
-  _assert_trees_close(model_lib.convert_layout(scan_params, False), loop_params, 0)
+  _assert_trees_close(param_layout.convert_layout(loop_params, True), scan_params, 0)
+  _assert_trees_close(param_layout.convert_layout(scan_params, False), loop_params, 0)
   tokens = jax.random.randint(jax.random.key(0), (2, 20), 0, cfg_scan.vocab_size)
   full, loop_grads = _logits_and_grads(nnx.graphdef(loop), loop_params, tokens)
   for graphdef, params, layout in ((nnx.graphdef(scan), scan_params, True),
                                    (nnx.graphdef(_model(num_layers=3, remat="dots_saveable")[1]), loop_params, False)):
     logits, grads = _logits_and_grads(graphdef, params, tokens)
     np.testing.assert_allclose(logits, full, atol=2e-5)
-    _assert_trees_close(model_lib.convert_layout(grads, False), loop_grads, 2e-6)
-    assert model_lib.layout_of(grads) == ("scan" if layout else "loop")
+    _assert_trees_close(param_layout.convert_layout(grads, False), loop_grads, 2e-6)
+    assert param_layout.layout_of(grads) == ("scan" if layout else "loop")
 
   @jax.jit
   def decode_in_two_chunks(p):
