@@ -7,8 +7,8 @@ are f32, matmuls run in `compute_dtype` (bf16 on accelerators), and LayerNorm, s
 Two layouts of the blocks hold the same numbers (`scan_layers`): one module per layer (`blocks/0/…`,
 run by a Python loop: the compiled program grows with depth), or one module whose parameters are stacked
 along a leading layer axis (`layers/…`, run by `jax.lax.scan`: compile time independent of depth).
-`param_layout.convert_layout` moves parameters (and anything shaped like them, e.g. Adam moments) between the two; the
-same seed initialises the same numbers in both.
+`param_layout.convert_layout` moves parameters (and anything shaped like them, e.g. Adam moments) between
+the two; the same seed initialises the same numbers in both.
 
 The vocabulary may be padded (`vocab_multiple`) so that the embedding and LM-head matmuls have aligned
 shapes (GPT-2's 50257 → 50304): padding rows start at zero, their logits are the lowest f32 (no

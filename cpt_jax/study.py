@@ -54,6 +54,7 @@ from ml_collections import config_flags
 
 from cpt_jax import build, console
 from cpt_jax.research import report as report_lib
+from cpt_jax.research.report.common import matches_any
 from cpt_jax.study_progress import StudyProgress
 from cpt_jax import study_cost
 from cpt_jax.study_results import RESULT_COLUMNS, collect_results  # noqa: F401  (RESULT_COLUMNS: re-exported)
@@ -159,7 +160,7 @@ def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
         for (axis, _), (label, ov) in zip(axes, combo):
           labels[axis] = label
           overrides.update(_plain(ov))
-        if _matches_any(labels, study.get("exclude", None)):
+        if matches_any(labels, study.get("exclude", None)):
           continue
         if overrides.get("replay.samples") == GENERATED:
           overrides["replay.samples"] = str(replay_dir / "self_replay" / "1.0.0")
@@ -177,18 +178,13 @@ def _in_priority_order(cells: list[Cell], first) -> list[Cell]:
   rank of the cells that need it, and runs ahead of them. Grid order within a rank."""
   if not first:
     return cells
-  rank = {c.id: next((i for i, entry in enumerate(first) if _matches_any(c.labels, [entry])), len(first))
+  rank = {c.id: next((i for i, entry in enumerate(first) if matches_any(c.labels, [entry])), len(first))
           if c.kind == "adapt" else math.inf for c in cells}
   for _ in range(3):  # adapt ← replay ← pretrain: a fixed point within three passes
     for c in cells:
       for n in c.needs:
         rank[n] = min(rank[n], rank[c.id])
   return sorted(cells, key=lambda c: (rank[c.id], c.kind == "adapt"))
-
-
-def _matches_any(labels: dict, entries) -> bool:
-  """Whether some {axis: label, ...} entry of `entries` (a study's exclude / first) agrees with every pair."""
-  return any(all(labels.get(k) == v for k, v in _plain(entry).items()) for entry in entries or [])
 
 
 def _reused_pretrain(pre: ml_collections.ConfigDict, pre_dir: Path, stages: list[float], size: str, made_by: str):

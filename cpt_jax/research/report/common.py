@@ -144,13 +144,16 @@ class Study:
     return f"![{caption}]({self.fig_dir.name}/{name})\n\n*{caption}*\n"
 
 
+def matches_any(labels: dict, entries) -> bool:
+  """Whether some {axis: label, ...} entry of `entries` (a study's exclude / first) agrees with every pair."""
+  return any(all(labels.get(k) == v for k, v in entry.items()) for entry in entries or [])
+
+
 def planned_cells(config: dict[str, Any]) -> int:
   """Grid cells a study plans (seeds not counted): the product of its axes' labels, less the `exclude`d ones."""
   names = [name for name, _ in config.get("axes", [])]
   combos = itertools.product(*[[label for label, _ in values] for _, values in config.get("axes", [])])
-  excluded = lambda labels: any(all(labels.get(k) == v for k, v in entry.items())
-                                for entry in config.get("exclude") or [])
-  return sum(not excluded(dict(zip(names, combo))) for combo in combos)
+  return sum(not matches_any(dict(zip(names, combo)), config.get("exclude")) for combo in combos)
 
 
 def _plt():
