@@ -3,7 +3,7 @@
     python tools/bench.py [--config configs/pretrain_tiny.py] [--markdown] [--quick] [--reps 5]
     python tools/bench.py --reference --markdown        # the CPU reference shape (docs/performance.md)
     python tools/bench.py --config configs/gpt2.py:124m # on a CPU: plumbing only (reduced batch, f32)
-    python tools/bench.py --compile [--markdown]        # compile seconds: depth × layout, cache relaunch
+    (compile seconds by depth, layout and cache relaunch: tools/bench_compile.py)
 
 On a CPU, a model over PLUMBING_PARAMS parameters runs with a reduced batch (PLUMBING: 4 rows of 256 tokens),
 f32 and one repetition, and says so: its numbers check that everything runs, they measure nothing. On an accelerator the
@@ -30,7 +30,6 @@ import os
 import random
 import runpy
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,12 +41,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 # after sys.path (run from a checkout) and JAX_PLATFORMS (read when jax is imported) are set:
 import jax  # noqa: E402
-import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cpt_jax import build, optim, sampling, sharding  # noqa: E402
 from cpt_jax import checkpoint as ckpt_lib  # noqa: E402
-from cpt_jax import compile_cache  # noqa: E402
 from cpt_jax import metrics as metrics_lib  # noqa: E402
 from cpt_jax import model as model_lib  # noqa: E402
 from cpt_jax import objective as objective_lib  # noqa: E402
@@ -69,7 +66,7 @@ GOALS = {
 }
 
 
-def _median(xs):
+def median(xs):
   return float(statistics.median(xs))
 
 
@@ -214,16 +211,16 @@ class Bench:
       for r in KL_RATIOS:
         kl_t[r].append(t_kl[r])
         kl_ratios[r].append(t_kl[r] / tp)
-    step_s = _median(plain_t)
+    step_s = median(plain_t)
     return {
         "compile_seconds": compile_s,
         "step_seconds": step_s,
         "train_tokens_per_sec": self.tokens_per_step / step_s,
-        "matmul_peak_flops": _median(peaks),
-        "mfu": _median(mfus),
+        "matmul_peak_flops": median(peaks),
+        "mfu": median(mfus),
         "mfu_all": mfus, "step_seconds_all": plain_t,
-        "kl_cost_ratio": {str(r): _median(kl_ratios[r]) for r in KL_RATIOS},
-        "kl_step_seconds": {str(r): _median(kl_t[r]) for r in KL_RATIOS},
+        "kl_cost_ratio": {str(r): median(kl_ratios[r]) for r in KL_RATIOS},
+        "kl_step_seconds": {str(r): median(kl_t[r]) for r in KL_RATIOS},
         "_plain": plain,
     }
 
@@ -251,10 +248,10 @@ class Bench:
       if replay_sample:
         t_r = _timed(lambda i=i: replay_sample(params, jax.random.key(i)), 1)
         replay_ratios.append(replay_batch * length / t_r / (self.tokens_per_step / self.run_steps(plain_step, n)))
-    out = {"sampler_tokens_per_sec": _median(rates), "sampler_vs_train": _median(ratios), "sampler_batch": batch,
+    out = {"sampler_tokens_per_sec": median(rates), "sampler_vs_train": median(ratios), "sampler_batch": batch,
            "sampler_length": length, "sampler_vs_train_all": ratios}
     if replay_sample:
-      out.update(sampler_vs_train_at_replay_batch=_median(replay_ratios), replay_batch=replay_batch)
+      out.update(sampler_vs_train_at_replay_batch=median(replay_ratios), replay_batch=replay_batch)
 
     # KV cache vs full recomputation at context 256: a model with max_len 256 (same widths), same batch both
     # ways. Batch 1: recomputation costs 256 full forwards of 256 tokens per sample (~10 s per run here).
@@ -275,7 +272,7 @@ class Bench:
       t_kv = _timed(lambda i=i: kv(big_params, jax.random.key(i)), 1)
       t_rc = _timed(lambda i=i: rc(big_params, jax.random.key(i)), 1)
       rec_ratios.append(t_rc / t_kv)
-    out.update(sampler_vs_recompute=_median(rec_ratios), recompute_batch=rbatch, recompute_context=ctx)
+    out.update(sampler_vs_recompute=median(rec_ratios), recompute_batch=rbatch, recompute_context=ctx)
     return out
 
   # --- data --------------------------------------------------------------------------------------------
@@ -294,7 +291,7 @@ class Bench:
       for _ in range(n):
         next_batch()
       rates.append(n * cfg.data.batch_size * T / (time.perf_counter() - t))
-    rate = _median(rates)
+    rate = median(rates)
     return {"data_tokens_per_sec": rate, "data_vs_step": rate / step_tokens_per_sec, "data_source": kind,
             "data_wait_fraction": self.data_wait(plain_step, pipeline.rows(source, tok, T, cfg.seed))}
 
@@ -336,7 +333,7 @@ class Bench:
       t_with = (time.perf_counter() - t) / (n * saves)
       overheads.append((t_with - t_plain) * n / t_plain)  # extra time per save, in steps
     ckpt.close()
-    per_save = max(0.0, _median(overheads))
+    per_save = max(0.0, median(overheads))
     interval = max(1, round(self.cfg.train.checkpoint_every_tokens / self.tokens_per_step))
     return {"checkpoint_overhead": per_save, "checkpoint_interval_steps": interval,
             "checkpoint_overhead_fraction": per_save / interval}
@@ -443,86 +440,6 @@ def to_markdown(r: dict) -> str:
   return "\n".join(lines)
 
 
-# --- compile time ------------------------------------------------------------------------------------------
-COMPILE_DEPTHS = (12, 48)
-CACHE_CONFIGS = ("reference", "configs/gpt2.py:124m")
-
-
-def compile_seconds(cfg) -> float:
-  """Seconds to lower and compile the plain train step of `cfg` on abstract inputs (nothing is allocated)."""
-  mesh = sharding.make_mesh(cfg.mesh)
-  model_cfg = model_lib.ModelConfig.from_config(cfg.model, cfg.data.vocab_size)
-  bundle = build.model_bundle(model_cfg, mesh)
-  tokens_per_step = build.tokens_per_step(cfg)
-  optimizer = optim.make_optimizer(cfg.opt, tokens_per_step, 10_000)
-  abstract_state, shardings = build.state_shardings(bundle, optimizer, mesh)
-  objective = objective_lib.resolve(cfg.replay, "pretrain", cfg.data.batch_size, sharding.batch_shards(mesh))
-  train_step = step_lib.make_train_step(bundle.graphdef, optimizer, objective,
-                                        optim.lr_schedule(cfg.opt, tokens_per_step, 10_000), shardings)
-  shape, rows = (cfg.data.batch_size, cfg.model.max_len), sharding.batch_sharding(mesh)
-  batch = {k: jax.ShapeDtypeStruct(shape, np.float32 if k == "loss_mask" else np.int32, sharding=rows)
-           for k in objective_lib.TEXT_KEYS}
-  t = time.perf_counter()
-  train_step.lower(build.sharded_abstract(abstract_state, shardings), batch, None, jax.random.key(0)).compile()
-  return time.perf_counter() - t
-
-
-def _cache_config(name: str):
-  """"reference": the CPU reference shape; else a config path (a large one gets the plumbing batch on a CPU)."""
-  cfg = load_config(str(ROOT / "configs" / "pretrain_tiny.py"), REFERENCE) if name == "reference" else \
-      load_config(str(ROOT / name), {})
-  if plumbing_only(cfg):
-    cfg.update_from_flattened_dict(PLUMBING)
-  return cfg
-
-
-def compile_once(name: str, cache_dir: str) -> float:
-  """One launch, as the trainer makes it: compile_cache.enable first, then the train step's compile."""
-  compile_cache.enable(ml_collections.ConfigDict({"compile_cache": True, "compile_cache_dir": cache_dir}))
-  return compile_seconds(_cache_config(name))
-
-
-def compile_study(reps: int) -> dict:
-  """Compile seconds of the plain train step: at 12 and 48 layers (the reference shape's widths), loop vs scan
-  layout, interleaved, median of `reps`; and a first launch vs a relaunch with the compilation cache (two fresh
-  processes sharing a fresh cache directory, `reps` times)."""
-  jax.config.update("jax_enable_compilation_cache", False)  # every compile here is a real one
-  depth = {f"{layout}_{n}": [] for n in COMPILE_DEPTHS for layout in ("loop", "scan")}
-  for _ in range(reps):
-    for n in COMPILE_DEPTHS:
-      for layout in ("loop", "scan"):
-        cfg = load_config(str(ROOT / "configs" / "pretrain_tiny.py"),
-                          {**REFERENCE, "model.num_layers": n, "model.scan_layers": layout == "scan"})
-        depth[f"{layout}_{n}"].append(compile_seconds(cfg))
-        logging.info("compile: %s layers %s: %.1f s", n, layout, depth[f"{layout}_{n}"][-1])
-  env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "CPT_JAX_COMPILE_CACHE")}
-  cache = {}
-  for name in CACHE_CONFIGS:
-    first, again = [], []
-    for _ in range(reps):
-      with tempfile.TemporaryDirectory() as cache_dir:
-        for times in (first, again):
-          out = subprocess.run([sys.executable, __file__, "--compile-once", name, "--cache-dir", cache_dir], env=env,
-                               capture_output=True, text=True, timeout=1800, check=True)
-          times.append(float(out.stdout.strip().splitlines()[-1]))
-      logging.info("compile: %s first launch %.1f s, relaunch %.1f s", name, first[-1], again[-1])
-    cache[name] = {"first_launch": _median(first), "relaunch": _median(again), "first_all": first,
-                   "relaunch_all": again}
-  return {"depth_seconds": {k: _median(v) for k, v in depth.items()}, "depth_all": depth, "cache": cache,
-          "reps": reps, "shape": REFERENCE,
-          "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind} ({os.cpu_count()} host cores)"}
-
-
-def compile_markdown(r: dict) -> str:
-  d = r["depth_seconds"]
-  lines = [f"device: {r['device']}; medians of {r['reps']}", "",
-           "| layers | loop layout (s) | scan layout (s) |", "|---|---|---|"]
-  lines += [f"| {n} | {d[f'loop_{n}']:.1f} | {d[f'scan_{n}']:.1f} |" for n in COMPILE_DEPTHS]
-  lines += ["", "| config | first launch (s) | relaunch, cache warm (s) |", "|---|---|---|"]
-  lines += [f"| {name} | {c['first_launch']:.1f} | {c['relaunch']:.2f} |" for name, c in r["cache"].items()]
-  return "\n".join(lines)
-
-
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--config", default=str(ROOT / "configs" / "pretrain_tiny.py"))
@@ -530,17 +447,7 @@ def main(argv=None) -> int:
   p.add_argument("--quick", action="store_true", help="tiny model and few repetitions (tests)")
   p.add_argument("--reps", type=int, default=5)
   p.add_argument("--reference", action="store_true", help="the CPU reference shape (REFERENCE) over --config")
-  p.add_argument("--compile", action="store_true", help="compile seconds: depth × layout, cache relaunch")
-  p.add_argument("--compile-once", help=argparse.SUPPRESS)  # --compile's subprocess: one launch
-  p.add_argument("--cache-dir", help=argparse.SUPPRESS)
   args = p.parse_args(argv)
-  if args.compile_once:
-    print(compile_once(args.compile_once, args.cache_dir))
-    return 0
-  if args.compile:
-    r = compile_study(args.reps)
-    print(compile_markdown(r) if args.markdown else json.dumps(r, indent=1))
-    return 0
   r = run(args.config, args.quick, args.reps, args.reference)
   print(to_markdown(r) if args.markdown else json.dumps(r, indent=1))
   return 0
