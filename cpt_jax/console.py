@@ -202,7 +202,9 @@ def summary_table(summary: dict[str, Any], workdir: str) -> str:
     rows.append(("bAbI accuracy", text))
   if not final:
     rows.append(("evaluation", "none in this invocation (the run was already finished); see metrics.jsonl"))
-  rows.append(("tokens", f"{summary.get('tokens', 0):,} ({summary.get('steps', 0)} steps)"))
+  tokens, scored = summary.get("tokens", 0), summary.get("scored_tokens")
+  scored_text = f"; {scored:,} scored, the rest padding or prompts" if scored is not None and scored != tokens else ""
+  rows.append(("tokens", f"{tokens:,} ({summary.get('steps', 0)} steps{scored_text})"))
   rows.append(("wall time", duration(summary.get("wall_seconds", 0.0))))
   rows.append(("workdir", where(workdir)))
   width = max(len(k) for k, _ in rows)

@@ -235,7 +235,7 @@ def _train(cfg, workdir: str, t_start: float, lease: lease_lib.Lease, changes) -
       "non_embedding_params": model_lib.non_embedding_params(model_cfg),
       "ptpp": (step * tokens_per_step / bundle.num_params) if cfg.stage == "pretrain" else None,
       "atpp": (step * tokens_per_step / bundle.num_params) if cfg.stage == "adapt" else None,
-      **_replay_record(cfg, objective, workdir), "wall_seconds": time.time() - t_start, "peak_flops": peak,
+      **_token_record(cfg, objective, workdir), "wall_seconds": time.time() - t_start, "peak_flops": peak,
       "peak_source": peak_source, "flops_per_step": step_flops,
       "before": adaptation.before if adaptation else {}, "final": last_eval,
       "config": json.loads(cfg.to_json_best_effort()),
@@ -245,13 +245,18 @@ def _train(cfg, workdir: str, t_start: float, lease: lease_lib.Lease, changes) -
   return summary
 
 
-def _replay_record(cfg, objective: Objective, workdir: str) -> dict[str, Any]:
-  """Replay as trained: the realized share of rows, and of loss tokens (the mixture's weight), over the run."""
-  shares = [m["train/replay_token_share"] for m in metrics_lib.read_metrics(workdir)
-            if "train/replay_token_share" in m] if objective.has_replay and jax.process_index() == 0 else []
-  return {"replay_semantics": objective.semantics, "replay_rows": objective.replay_rows,
+def _token_record(cfg, objective: Objective, workdir: str) -> dict[str, Any]:
+  """Tokens as trained: `scored_tokens` counts the positions the loss was computed on (the row positions of
+  `tokens` less the padding of packed examples, and less the prompts under `data.answer_only`); replay's
+  realized share of rows, and of scored tokens (the mixture's weight), over the run."""
+  # one line per step: a resumed run first cut metrics.jsonl back to its checkpoint (MetricWriter.truncate_after)
+  lines = [m for m in metrics_lib.read_metrics(workdir) if "train/loss" in m] if jax.process_index() == 0 else []
+  scored = [m["train/scored_tokens"] for m in lines if "train/scored_tokens" in m]
+  shares = [m["train/replay_token_share"] for m in lines if "train/replay_token_share" in m]
+  return {"scored_tokens": int(sum(scored)) if scored else None,
+          "replay_token_share": float(np.mean(shares)) if objective.has_replay and shares else 0.0,
+          "replay_semantics": objective.semantics, "replay_rows": objective.replay_rows,
           "replay_ratio": objective.replay_row_ratio, "replay_ratio_requested": cfg.replay.ratio,
-          "replay_token_share": float(np.mean(shares)) if shares else 0.0,
           "replay_kind": cfg.replay.kind if objective.has_replay else "none",
           "replay_loss": objective.replay_loss, "replay_coeff": objective.coeff}
 

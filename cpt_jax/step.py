@@ -46,7 +46,7 @@ def make_loss_fn(graphdef, objective: Objective) -> Callable[..., tuple[jax.Arra
     mask_BxL = batch["loss_mask"].astype(jnp.float32)
     if not objective.has_replay:
       nll = losses.masked_mean(losses.head_nll(h_BxLxD, w_VxD, batch["targets"], vocab), mask_BxL)
-      return nll, {"loss": nll, "target_loss": nll}
+      return nll, {"loss": nll, "target_loss": nll, "scored_tokens": jnp.sum(mask_BxL)}
     h_t, h_r = objective.split_rows(h_BxLxD)
     targets_t, targets_r = objective.split_rows(batch["targets"])
     mask_t, mask_r = objective.split_rows(mask_BxL)
@@ -66,7 +66,8 @@ def make_loss_fn(graphdef, objective: Objective) -> Callable[..., tuple[jax.Arra
       value = target_loss + objective.coeff * replay_loss
     metrics = {"loss": value, "target_loss": target_loss, "replay_loss": replay_loss,
                "replay_ntp": losses.masked_mean(replay_nll_BxL, mask_r),
-               "replay_token_share": replay_tokens / jnp.maximum(target_tokens + replay_tokens, 1.0)}
+               "replay_token_share": replay_tokens / jnp.maximum(target_tokens + replay_tokens, 1.0),
+               "scored_tokens": target_tokens + replay_tokens}
     if objective.replay_loss != "ntp":
       metrics[objective.replay_loss] = replay_loss
     return value, metrics

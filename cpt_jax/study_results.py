@@ -21,7 +21,8 @@ if TYPE_CHECKING:
   from cpt_jax.study import Cell
 
 RESULT_COLUMNS = [
-    "cell", "size", "params", "ptpp", "seed", "atpp", "adapt_tokens", "replay_ratio", "replay_token_share",
+    "cell", "size", "params", "ptpp", "seed", "atpp", "adapt_tokens", "adapt_scored_tokens", "replay_ratio",
+    "replay_token_share",
     "replay_semantics", "replay_kind", "replay_loss", "replay_coeff", "target_loss", "base_loss", "base_loss_before",
     "target_loss_before", "forgetting",
     "babi_accuracy", "babi_tasks_passed", "wall_seconds", "babi_accuracy_before", "babi_majority_baseline",
@@ -36,7 +37,7 @@ def result_row(cell: Cell) -> dict[str, Any]:
   return {
       "cell": cell.id.split("/", 1)[1], "size": cell.labels.get("size"), "params": s["params"],
       "ptpp": float(cell.labels["ptpp"]), "seed": (cell.config or {}).get("seed"), "atpp": s["atpp"],
-      "adapt_tokens": s["tokens"],
+      "adapt_tokens": s["tokens"], "adapt_scored_tokens": s.get("scored_tokens"),
       "replay_ratio": s["replay_ratio"], "replay_token_share": s.get("replay_token_share"),
       "replay_semantics": s.get("replay_semantics"), "replay_kind": s["replay_kind"], "replay_loss": s["replay_loss"],
       "replay_coeff": s["replay_coeff"], "target_loss": final.get("eval/target/loss"),

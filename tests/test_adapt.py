@@ -40,6 +40,10 @@ def test_adapt_without_replay(tiny_config_factory, pretrained, tmp_path):
   assert json.loads((tmp_path / "before.json").read_text())["eval/base/loss"] == evals[0]["eval/base/loss"]
   lrs = [r["train/lr"] for r in _rows(tmp_path, "train/lr")]
   assert lrs[0] == pytest.approx(3e-3)  # fresh optimizer and schedule: step 0, no warmup
+  # bAbI examples are packed whole into rows: the padding is counted in tokens, not in scored tokens
+  assert pre_summary["scored_tokens"] == pre_summary["tokens"]  # text rows: every position scored
+  assert 0 < summary["scored_tokens"] < summary["tokens"]
+  assert summary["scored_tokens"] == sum(r["train/scored_tokens"] for r in _rows(tmp_path, "train/scored_tokens"))
 
 
 def test_adapt_with_self_replay_on_the_fly_and_kl(tiny_config_factory, pretrained, tmp_path):

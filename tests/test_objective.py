@@ -86,6 +86,7 @@ def test_mixture_gradient_is_one_token_mean_over_the_mixed_batch(tiny_model):
   replay = _is_replay_row()
   share = float(np.asarray(mask)[replay].sum() / np.asarray(mask).sum())
   assert float(metrics_["replay_token_share"]) == pytest.approx(share) and share > 0.4  # ≫ the 1/4 of rows
+  assert float(metrics_["scored_tokens"]) == float(np.asarray(mask).sum())
 
 
 @pytest.mark.parametrize("loss,coeff", [("ntp", 0.7), ("kl", 3.0)])

@@ -114,7 +114,7 @@ def test_corrupted_latest_checkpoint_falls_back_and_continues(tiny_config_factor
     summary = loop.run(tiny_config_factory(), str(workdir))
   warnings = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
   assert "restored step 16 after skipping" in warnings and "step 20" in warnings, warnings
-  assert summary["steps"] == 20
+  assert summary["steps"] == 20 and summary["scored_tokens"] == summary["tokens"]  # the redone steps counted once
   assert _losses(workdir) == _losses(pretrained[0])  # the 4 steps after 16 are redone exactly
   kept = list((workdir / "checkpoints" / "unreadable").iterdir())  # nothing deleted: moved aside
   assert [p.name.split(".")[0] for p in kept] == ["20"]
