@@ -249,8 +249,8 @@ def _token_record(cfg, objective: Objective, workdir: str) -> dict[str, Any]:
   """Tokens as trained: `scored_tokens` counts the positions the loss was computed on (the row positions of
   `tokens` less the padding of packed examples, and less the prompts under `data.answer_only`); replay's
   realized share of rows, and of scored tokens (the mixture's weight), over the run."""
-  # one line per step: a resumed run first cut metrics.jsonl back to its checkpoint (MetricWriter.truncate_after)
-  lines = [m for m in metrics_lib.read_metrics(workdir) if "train/loss" in m] if jax.process_index() == 0 else []
+  # one train line per step: a resumed run first cut metrics.jsonl back to its checkpoint (truncate_after)
+  lines = metrics_lib.read_metrics(workdir) if jax.process_index() == 0 else []
   scored = [m["train/scored_tokens"] for m in lines if "train/scored_tokens" in m]
   shares = [m["train/replay_token_share"] for m in lines if "train/replay_token_share" in m]
   return {"scored_tokens": int(sum(scored)) if scored else None,

@@ -39,7 +39,8 @@ def test_quick_bench_prints_every_figure(tmp_path):
 
 
 def _tool_module(name: str = "bench"):
-  sys.path.insert(0, str(ROOT / "tools"))  # bench_compile imports bench from beside it
+  if str(ROOT / "tools") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tools"))  # bench_compile imports bench from beside it
   spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
   bench = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(bench)

@@ -4,7 +4,7 @@
 
 At 12 and 48 layers of the reference shape's widths (tools/bench.py REFERENCE), loop vs scan layout, interleaved;
 and a first launch vs a relaunch sharing a persistent compilation cache (two fresh processes, as a preempted
-trainer relaunches). Figures: docs/performance.md, "Compile time".
+trainer relaunches). Figures: docs/performance.md, "Scan over layers and remat" and "Compilation cache".
 """
 
 from __future__ import annotations
