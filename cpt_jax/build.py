@@ -203,7 +203,7 @@ def make_loader(cfg, tokenizer: Tokenizer, mesh, train_src: sources.Source, obje
   slice, so the global batches depend neither on the process count nor on the number of batch shards."""
   n = objective.batch_shards
   target = pipeline.rows(train_src, tokenizer, cfg.model.max_len, cfg.seed, True, cfg.data.answer_only,
-                         report=jax.process_index() == 0)
+                         report=jax.process_index() == 0, copy_share=cfg.data.copy_share)
   streams = [("target", target, n * objective.target_rows_per_shard)]
   if objective.has_replay:
     streams.append(("replay", replay_rows, n * objective.replay_rows_per_shard))
@@ -252,6 +252,8 @@ def eval_sets(cfg, tokenizer: Tokenizer, data_dir: Path) -> tuple[dict[str, dict
                          cfg.train.eval_rows)
     kind = pipeline.record_kind(src[0])
     rows_by_name[name] = {k: rows[k] for k in objective_lib.batch_keys(example_rows=kind == "example")}
+    if name == "base" and kind == "text":  # eval/copy_text/gain: copying the base corpus's own tokens
+      rows_by_name.update(copy_probe.text_copy_rows(rows))
     if kind == "text":
       entropy[f"eval/{name}/unigram_entropy"] = pipeline.source_unigram_entropy(src, tokenizer)
     else:

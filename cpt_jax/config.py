@@ -87,6 +87,9 @@ def default_config() -> ml_collections.ConfigDict:
       "tokenizer": "",  # path of a SentencePiece model; empty: trained from data.base (pretrain)
       "vocab_size": 4096,
       "answer_only": True,  # prompt/completion data: loss on the completion only
+      # text data: this share of the trained rows become spans of their own tokens shown twice, the loss on the
+      # repeats only; teaches in-context copying (eval/copy_text/gain), which bAbI's lookups need
+      "copy_share": 0.0,
       "base": source_config("corpus", "english"),  # pretraining domain: trained on, evaluated as eval/base
       "target": source_config(),  # adaptation domain: trained on when adapting, evaluated as eval/target
   })
@@ -183,6 +186,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
     raise ConfigError(f"config field mesh: {e}") from None
   for f in ("lr", "batch_size", "vocab_size"):
     _positive(c, f"opt.{f}" if f == "lr" else f"data.{f}")
+  if not 0 <= c.data.copy_share < 1:
+    raise _err("data.copy_share", c.data.copy_share, "must be in [0, 1): the share of text rows shown as copies")
   if c.opt.schedule not in SCHEDULES:
     raise _err("opt.schedule", c.opt.schedule, f"must be one of {SCHEDULES}")
   for f in ("b1", "b2"):

@@ -1,5 +1,5 @@
 """Evaluation of a model's parameters on a run's evaluation sets: loss per source, bAbI accuracy, in-context
-copying (`eval/copy/gain`).
+copying (`eval/copy/gain`, `eval/copy_text/gain`).
 
 The training loop calls it at every evaluation; `python -m cpt_jax.evaluate` calls it on any checkpoint
 (trained, imported or exported alike). Losses are sums over scored tokens divided by their count, so rows
@@ -36,9 +36,10 @@ class Evaluator:
     for name, batch in self._batches.items():
       nll, count = jax.device_get(self._step(params, batch))
       out[f"eval/{name}/loss"] = float(nll / max(count, 1.0))
-    copy_losses = [out.get(f"eval/{name}/loss") for name in copy_probe.SETS]
-    if None not in copy_losses:
-      out["eval/copy/gain"] = copy_losses[0] - copy_losses[1]
+    for gain, sets in copy_probe.GAINS.items():
+      copy_losses = [out.get(f"eval/{name}/loss") for name in sets]
+      if None not in copy_losses:
+        out[gain] = copy_losses[0] - copy_losses[1]
     scored: dict[int, tuple[str, dict[str, float]]] = {}  # one set under two names is decoded once
     for prefix, examples in self._babi_sets.items():
       if not examples:

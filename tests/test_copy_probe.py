@@ -40,9 +40,28 @@ def test_runs_report_the_copying_gain_without_another_compile(pretrained):
   cfg, bundle, params, tokenizer, _ = build.load_run(str(workdir))
   data_dir = sources.data_dir_of(cfg.data)
   evals, entropy = build.eval_sets(cfg, tokenizer, data_dir)
-  assert set(copy_probe.SETS) <= set(evals)
+  assert set(copy_probe.SETS) <= set(evals) and set(copy_probe.TEXT_SETS) <= set(evals)
   evaluator = evaluation.Evaluator(bundle, sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1}), evals,
                                    entropy, [], tokenizer)
   result = evaluator(params)
   assert result["eval/copy/gain"] == pytest.approx(rows[-1]["eval/copy/gain"], abs=1e-4)
+  # text spans shown twice: the second copy is English the model has just read, so some of the gain of a text
+  # model shows even without copying; the gain is the difference of the two sets' losses
+  assert result["eval/copy_text/gain"] == pytest.approx(
+      result["eval/copy_text_first/loss"] - result["eval/copy_text_second/loss"])
   assert evaluator._step._cache_size() == 1  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_repeated_spans_score_each_copy_after_its_first_token(seed):
+  """Distinct tokens, so each appears at most twice: every scored second-copy target sits one span length after
+  the same token in the first copy, which the first set scores; and the two sets score as many tokens."""
+  tokens_N = np.concatenate([[2], np.arange(10, 10 + 120)]).astype(np.int32)
+  x_N, first, second = copy_probe.repeat_spans(tokens_N, np.random.default_rng(seed))
+  assert x_N[0] == 2 and len(x_N) == len(tokens_N)
+  assert 0 < second.sum() <= first.sum() < len(first)
+  for t in np.flatnonzero(second):
+    (j,) = [j for j in np.flatnonzero(x_N == x_N[t + 1]) if j < t + 1]
+    assert first[j - 1] == 1 and x_N[j - 1] == x_N[t]
+  assert not (first * second).any()
+  np.testing.assert_array_equal(x_N[1:1 + copy_probe.SPAN_TOKENS[0]], tokens_N[1:1 + copy_probe.SPAN_TOKENS[0]])

@@ -1,4 +1,5 @@
-"""In-context copying probe: random token sequences shown twice.
+"""In-context copying: a probe of random token sequences shown twice, its text-span twin, and text rows that
+teach copying.
 
 A model that can look a token up in its context (the induction heads of Olsson et al. 2022, the mechanism
 bAbI's "where is X?" questions need) predicts the second copy far better than the first, which no model can
@@ -6,6 +7,13 @@ predict (each row's tokens are distinct and drawn at random). `eval/copy/gain` =
 on the second, in nats: about 0 for a model that does not copy, up to the first copy's loss (several nats) for
 one that copies perfectly. The rows are the same in every run (fixed seed), so runs compare, and a base model's
 gain says before adapting whether a task that needs retrieval from the context is within its reach.
+
+Text spans shown twice (`repeat_spans`) do two jobs. As evaluation sets of base-corpus text
+(`eval/copy_text/gain`) they measure copying of the tokens a task's text is made of, which random-token rows,
+whose rare ids a small English model has barely trained, can understate. As training rows (`data.copy_share`:
+that share of text rows rewritten, the loss on the repeats only) they teach copying during pretraining: a small
+English model does not form the induction heads by itself at a few TPP, and bAbI's lookups are not learned without
+them (docs/results/README.md).
 """
 
 from __future__ import annotations
@@ -13,7 +21,10 @@ from __future__ import annotations
 import numpy as np
 
 SETS = ("copy_first", "copy_second")  # eval set names: the loss on each copy (the first token of each excluded)
+TEXT_SETS = ("copy_text_first", "copy_text_second")  # the same for base-corpus text spans shown twice
+GAINS = {"eval/copy/gain": SETS, "eval/copy_text/gain": TEXT_SETS}  # metric: (first-copy set, second-copy set)
 MAX_SEQUENCE = 64  # tokens per copy, or fewer when the context is short
+SPAN_TOKENS = (8, 48)  # a text span's length is drawn from this range (inclusive)
 
 
 def copy_rows(vocab_size: int, specials: set[int], bos_id: int, pad_id: int, max_len: int, rows: int,
@@ -39,3 +50,41 @@ def copy_rows(vocab_size: int, specials: set[int], bos_id: int, pad_id: int, max
     mask[:, start:start + length - 1] = 1.0
     out[name] = {"inputs": inputs, "targets": targets, "loss_mask": mask}
   return out
+
+
+def repeat_spans(tokens_N: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(x_N, first_N1, second_N1): x = [tokens[0], s1, s1, s2, s2, …] cut to N tokens, the s_i consecutive spans of
+  tokens[1:] of SPAN_TOKENS lengths (at most half the row); first/second mark the targets (target t predicts
+  x[t + 1]) that are each copy's tokens 2…n. A repeat's first token follows the previous span's end, which
+  nothing predicts, so neither copy's first token is scored."""
+  n_tokens = len(tokens_N)
+  longest = max(2, min(SPAN_TOKENS[1], (n_tokens - 1) // 2))  # a short row still holds a span and its repeat
+  shortest = min(SPAN_TOKENS[0], longest)
+  x_N = np.empty_like(tokens_N)
+  x_N[0] = tokens_N[0]
+  first_N1, second_N1 = np.zeros(n_tokens - 1, np.float32), np.zeros(n_tokens - 1, np.float32)
+  src, pos = 1, 1
+  while pos < n_tokens:
+    span = tokens_N[src:src + int(rng.integers(shortest, longest + 1))]
+    src += len(span)
+    seg = np.concatenate([span, span])[:n_tokens - pos]
+    x_N[pos:pos + len(seg)] = seg
+    n = len(span)
+    first_N1[pos:pos + min(n, len(seg)) - 1] = 1.0  # target pos + j predicts span[j + 1]
+    second_N1[pos + n:pos + len(seg) - 1] = 1.0
+    pos += len(seg)
+  return x_N, first_N1, second_N1
+
+
+def text_copy_rows(rows: dict[str, np.ndarray], seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+  """{TEXT_SETS name: {"inputs", "targets", "loss_mask"}}: text rows ([BOS, tokens…], as the pipeline packs them)
+  rewritten as spans shown twice (the same spans for the same rows and seed), one set per copy."""
+  rng = np.random.default_rng(seed)
+  first, second = {"inputs": [], "targets": [], "loss_mask": []}, {"inputs": [], "targets": [], "loss_mask": []}
+  for inputs_L, targets_L in zip(rows["inputs"], rows["targets"]):
+    x_N, first_L, second_L = repeat_spans(np.concatenate([inputs_L[:1], targets_L]), rng)
+    for out, mask_L in ((first, first_L), (second, second_L)):
+      out["inputs"].append(x_N[:-1])
+      out["targets"].append(x_N[1:])
+      out["loss_mask"].append(mask_L)
+  return {name: {k: np.stack(v) for k, v in out.items()} for name, out in zip(TEXT_SETS, (first, second))}

@@ -33,6 +33,7 @@ from typing import Any, Protocol, Sequence
 import grain
 import numpy as np
 
+from cpt_jax.data import copy_probe
 from cpt_jax.data.records import DataError
 from cpt_jax.data.tokenizer import Tokenizer
 
@@ -131,13 +132,32 @@ def _token_row(row_len: int):
   return row
 
 
+class _CopyRows:
+  """A `share` of text rows rewritten as spans of their own tokens shown twice, the loss on the repeats only
+  (copy_probe.repeat_spans). Grain seeds the generator from the seed and the count of rows produced, which the
+  data state checkpoints, so a resumed run rewrites the same rows."""
+
+  def __init__(self, share: float):
+    self._share = share
+
+  def __call__(self, row: Row, rng: np.random.Generator) -> Row:
+    if rng.random() >= self._share:
+      return row
+    x_N, _, repeats_L = copy_probe.repeat_spans(np.concatenate([row["inputs"][:1], row["targets"]]), rng)
+    return {**token_row(x_N), "loss_mask": repeats_L}
+
+
 def rows(source: Source, tokenizer: Tokenizer, row_len: int, seed: int, shuffle: bool = True,
-         answer_only: bool = True, report: bool = True) -> grain.IterDataset:
+         answer_only: bool = True, report: bool = True, copy_share: float = 0.0) -> grain.IterDataset:
   """The endless stream of packed rows of `source`: shuffled by `seed` (reshuffled every epoch), tokenized,
-  packed by what a record holds (see the module docstring). `report`: log the share of cut examples."""
+  packed by what a record holds (see the module docstring). `report`: log the share of cut examples.
+  `copy_share`: that share of text rows become spans shown twice (`_CopyRows`)."""
   if len(source) == 0:
     raise DataError(f"{source!r} has no records")
   kind = record_kind(source[0])
+  if copy_share and kind != "text":
+    raise DataError(f"data.copy_share={copy_share} rewrites text rows, but {source!r} holds {kind} records; "
+                    "set data.copy_share=0 for this data")
   ds = grain.MapDataset.source(source)
   if shuffle:
     ds = ds.shuffle(seed=seed)
@@ -146,7 +166,8 @@ def rows(source: Source, tokenizer: Tokenizer, row_len: int, seed: int, shuffle:
     ds = ds.map(lambda r: {"tokens": np.asarray(tokenizer.encode(r["text"]) + [tokenizer.eos_id], np.int32)})
     packed = grain.experimental.ConcatThenSplitIterDataset(ds.to_iter_dataset(READ_OPTIONS),
                                                            length_struct={"tokens": row_len})
-    return packed.map(functools.partial(_text_row, tokenizer.bos_id))
+    text_rows = packed.map(functools.partial(_text_row, tokenizer.bos_id))
+    return text_rows.random_map(_CopyRows(copy_share), seed=seed) if copy_share else text_rows
   if kind == "example":
     ds = ds.map_with_index(_TokenizeExample(tokenizer, row_len, answer_only, repr(source), len(source), report))
     packed = grain.experimental.FirstFitPackIterDataset(
