@@ -50,6 +50,9 @@ def source_config(kind: str = "none", name: str = "") -> ml_collections.ConfigDi
       "babi_data_seed": 0,
       # babi: generation seed of the held-out test stories (train.babi_eval_stories); must differ from the above
       "babi_eval_seed": 1000,
+      # babi: only stories of at most this many statements, in training and test stories alike (0: no limit), so
+      # that a small context holds every question's passage whole (data.babi.stats.truncated_share measures it)
+      "babi_max_statements": 0,
   })
 
 
@@ -314,7 +317,7 @@ def _validate_source(s, field: str) -> None:
       babi_tasks(s.babi_tasks)
     except DataError as e:
       raise ConfigError(f"config field {field}.{e}") from None
-    for f in ("babi_data_seed", "babi_eval_seed"):
+    for f in ("babi_data_seed", "babi_eval_seed", "babi_max_statements"):
       if s[f] < 0:
         raise _err(f"{field}.{f}", s[f], "must be ≥ 0")
     if s.babi_eval_seed == s.babi_data_seed:

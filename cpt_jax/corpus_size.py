@@ -150,7 +150,8 @@ class Sizer:
     tasks = sources.babi_tasks(src.babi_tasks)
     stories = int(src.babi_stories)
     sample = min(stories, _BABI_SAMPLE_STORIES)
-    train = babi_dataset.build_babi_splits(src.babi_mode, sample, 0, tasks)["train"]
+    train = babi_dataset.build_babi_splits(src.babi_mode, sample, 0, tasks,
+                                           max_statements=sources.max_statements(src))["train"]
     train_stories = len({r["story_id"] for r in train})
     per_char = None if tok is not None else _table_per_char("babi", cfg.data.vocab_size)
 

@@ -4,7 +4,7 @@ import pytest
 
 from cpt_jax.data.babi import fileformat
 from cpt_jax.data.babi.__main__ import main
-from cpt_jax.data.babi.generate import generate_stories
+from cpt_jax.data.babi.generate import generate_stories, statements
 
 OFFICIAL = ("1 Mary moved to the bathroom.\n2 John went to the hallway.\n"
             "3 Where is Mary? \tbathroom\t1\n1 Sandra went to the garden.\n2 Where is Sandra? \tgarden\t1\n")
@@ -35,6 +35,17 @@ def test_parse_rejects_broken_lines():
 def test_generation_is_seeded_and_tasks_independent():
   assert generate_stories(2, "synthetic", 4, seed=1) == generate_stories(2, "synthetic", 4, seed=1)
   assert generate_stories(2, "synthetic", 4, seed=1) != generate_stories(2, "synthetic", 4, seed=2)
+
+
+def test_a_statement_limit_skips_the_longer_stories_of_the_same_stream():
+  """The limited stories are the unlimited stream's stories that fit, in order: a limit keeps the stories'
+  distribution but for their length. Synthetic task 1 runs past 15 statements in about a third of its stories."""
+  stream = generate_stories(1, "synthetic", 120, seed=0)
+  fitting = [s for s in stream if statements(s) <= 15]
+  assert 20 < len(fitting) < 110 and max(map(statements, stream)) > 15
+  assert generate_stories(1, "synthetic", 20, seed=0, max_statements=15) == fitting[:20]
+  with pytest.raises(ValueError, match="babi_max_statements"):
+    generate_stories(1, "original", 5, seed=0, max_statements=5)  # every original task-1 story has 10
 
 
 @pytest.mark.parametrize("argv, message", [

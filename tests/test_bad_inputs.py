@@ -60,6 +60,8 @@ VALIDATE_CASES = [  # (id, overrides, devices, key words of the message)
      ["data.base.max_documents", "≥ 0"]),
     ("no_token_budget", {"train.total_tokens": 0}, 1, ["train.total_tokens", "budget"]),
     ("copy_share_one", {"data.copy_share": 1.0}, 1, ["data.copy_share", "[0, 1)"]),
+    ("babi_max_statements_negative", {**ADAPT, "data.target.kind": "babi", "data.target.babi_max_statements": -1}, 1,
+     ["data.target.babi_max_statements", "≥ 0"]),
     ("negative_skips", {"train.max_nonfinite_skips": -1}, 1, ["train.max_nonfinite_skips", "≥ 0"]),
     ("save_at_ptpp_not_numbers", {"train.save_at_ptpp": "1,two"}, 1, ["train.save_at_ptpp", "numbers"]),
 ]

@@ -43,12 +43,13 @@ def dataset_path(source_cfg, data_dir: Path, seed: int = 0) -> str:
   if kind == "babi":
     tasks = babi_tasks(source_cfg.babi_tasks)
     data_seed = source_cfg.get("babi_data_seed", 0)  # a config.json from before the field: seed 0
+    cap = max_statements(source_cfg)
     name = (f"babi_{source_cfg.babi_mode}_{source_cfg.babi_stories}_t{'-'.join(map(str, tasks))}_s{data_seed}"
-            f"_g{babi_generate.GENERATOR_VERSION}")
+            f"{f'_m{cap}' if cap else ''}_g{babi_generate.GENERATOR_VERSION}")
     out = data_dir / name
     if not (out / "dataset_info.json").exists():
       babi_dataset.write_babi_dataset(out, mode=source_cfg.babi_mode, num_stories_per_task=source_cfg.babi_stories,
-                                      seed=data_seed, tasks=tasks)
+                                      seed=data_seed, tasks=tasks, max_statements=cap)
     return str(out)
   if kind == "records":
     return source_cfg.path
@@ -57,6 +58,11 @@ def dataset_path(source_cfg, data_dir: Path, seed: int = 0) -> str:
   if kind == "hf":
     return hf_datasets.prepare(source_cfg, data_dir)
   raise DataError(f"source kind {kind!r} has no dataset directory")
+
+
+def max_statements(source_cfg) -> int:
+  """The source's limit on statements per bAbI story (0: none; a config.json from before the field: none)."""
+  return int(source_cfg.get("babi_max_statements", 0))
 
 
 def _story_text(story) -> str:
@@ -72,17 +78,18 @@ def babi_heldout(source_cfg, mode: str, data_dir: Path, stories: int, eval_seed:
   run of either variant with babi_stories ≤ exclude_stories. Cached in data_dir (the same for every run)."""
   tasks = babi_tasks(source_cfg.babi_tasks)
   data_seed = source_cfg.get("babi_data_seed", 0)
+  cap = max_statements(source_cfg)  # the test stories are as long as the training stories
   name = (f"babi_heldout_{mode}_{stories}_t{'-'.join(map(str, tasks))}_e{eval_seed}_x{exclude_stories}"
-          f"_g{babi_generate.GENERATOR_VERSION}"
+          f"{f'_m{cap}' if cap else ''}_g{babi_generate.GENERATOR_VERSION}"
           f"_s{data_seed}.jsonl")
   path = data_dir / name
   if path.exists():
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
   rows, dropped = [], {}
   for task in tasks:
-    pool = {_story_text(s) for s in babi_generate.generate_stories(task, mode, exclude_stories, data_seed)}
+    pool = {_story_text(s) for s in babi_generate.generate_stories(task, mode, exclude_stories, data_seed, cap)}
     kept = 0
-    for index, story in enumerate(babi_generate.generate_stories(task, mode, stories, eval_seed)):
+    for index, story in enumerate(babi_generate.generate_stories(task, mode, stories, eval_seed, cap)):
       if _story_text(story) in pool:
         dropped[task] = dropped.get(task, 0) + 1
         continue

@@ -29,13 +29,14 @@ def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int,
 
 
 def build_babi_splits(mode: str, num_stories_per_task: int, seed: int, tasks: Iterable[int] = range(1, 21),
-                      val_fraction: float = 0.1, test_fraction: float = 0.1) -> dict[str, list[dict]]:
+                      val_fraction: float = 0.1, test_fraction: float = 0.1, max_statements: int = 0
+                      ) -> dict[str, list[dict]]:
   """Generates each task's stories, shuffles the stories (seeded), cuts them into the three splits and
   renders one record per question."""
   out: dict[str, list[dict]] = {s: [] for s in SPLITS}
   for task in tasks:
     check_task(task)
-    stories = generate_stories(task, mode, num_stories_per_task, seed)
+    stories = generate_stories(task, mode, num_stories_per_task, seed, max_statements)
     order = list(range(len(stories)))
     random.Random(f"babi-split/{mode}/{task}/{seed}").shuffle(order)
     n_train, n_val, _ = split_sizes(len(stories), val_fraction, test_fraction)
@@ -49,11 +50,11 @@ def build_babi_splits(mode: str, num_stories_per_task: int, seed: int, tasks: It
 
 def write_babi_dataset(out_dir: str | os.PathLike, mode: str = "synthetic", num_stories_per_task: int = 1000,
                        seed: int = 0, tasks: Iterable[int] = range(1, 21), val_fraction: float = 0.1,
-                       test_fraction: float = 0.1) -> Path:
+                       test_fraction: float = 0.1, max_statements: int = 0) -> Path:
   """Writes `<out_dir>/<split>.array_record` and `dataset_info.json` (counts and generation args);
   dataset_info.json is written last, so its presence marks a complete dataset."""
   tasks = list(tasks)
-  splits = build_babi_splits(mode, num_stories_per_task, seed, tasks, val_fraction, test_fraction)
+  splits = build_babi_splits(mode, num_stories_per_task, seed, tasks, val_fraction, test_fraction, max_statements)
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   for split, records in splits.items():
@@ -64,7 +65,7 @@ def write_babi_dataset(out_dir: str | os.PathLike, mode: str = "synthetic", num_
   info = {
       "name": "babi", "format": "array_record", "record": "json",
       "args": {"mode": mode, "num_stories_per_task": num_stories_per_task, "seed": seed, "tasks": tasks,
-               "val_fraction": val_fraction, "test_fraction": test_fraction},
+               "val_fraction": val_fraction, "test_fraction": test_fraction, "max_statements": max_statements},
       "splits": {split: {"num_examples": len(records),
                          "num_stories": len({r["story_id"] for r in records})} for split, records in splits.items()},
   }

@@ -27,12 +27,33 @@ def check_task(task: int) -> int:
   return task
 
 
-def generate_stories(task: int, mode: str, num_stories: int, seed: int) -> list[Story]:
+def statements(story: Story) -> int:
+  return sum(not line.is_question for line in story)
+
+
+def generate_stories(task: int, mode: str, num_stories: int, seed: int, max_statements: int = 0) -> list[Story]:
   """`num_stories` stories of one task. The same (task, mode, seed) always gives the same stories, and
-  each task has its own random stream, so generating a subset of tasks does not change any of them."""
+  each task has its own random stream, so generating a subset of tasks does not change any of them.
+
+  `max_statements` > 0 keeps only stories of at most that many statements (drawn from the same stream, the
+  longer ones skipped), so that a small model's context holds every question's passage whole: the synthetic
+  variant's stories run up to 4× the original's length."""
   check_task(task)
   vocab = get_vocab(mode)
   if num_stories < 0:
     raise ValueError(f"num_stories must be >= 0, got {num_stories}")
+  if max_statements < 0:
+    raise ValueError(f"max_statements must be >= 0 (0: no limit), got {max_statements}")
   rng = random.Random(f"babi/{mode}/{task}/{seed}")
-  return [GENERATORS[task](rng, vocab) for _ in range(num_stories)]
+  out: list[Story] = []
+  skipped = 0
+  while len(out) < num_stories:
+    story = GENERATORS[task](rng, vocab)
+    if max_statements and statements(story) > max_statements:
+      skipped += 1
+      if skipped > 100 * (len(out) + 10):
+        raise ValueError(f"bAbI {mode} task {task}: almost no story has at most {max_statements} statements; "
+                         "raise the limit (data.*.babi_max_statements)")
+      continue
+    out.append(story)
+  return out
