@@ -34,10 +34,6 @@ def get_config(scale: str = "small"):
     s.sizes = [("d128", {"model.num_layers": 4, "model.d_model": 128, "model.num_heads": 4, "model.max_len": 256,
                          "data.vocab_size": 2048})]
     s.pretrain.data.batch_size = 16
-    # half the pretraining rows are English spans shown twice, the loss on the repeats (data.copy_share): a model of
-    # this size does not learn to copy from its context at 10 TPP of text alone, and without copying the lookups
-    # of bAbI are not learned (docs/results/README.md, "What is missing")
-    s.pretrain.data.copy_share = 0.5
     s.ptpp = [10]
     a.data.target.babi_tasks = "4,15,16,18,20"
     # synthetic: 5,000 stories per task, read < 1 time at the largest budget; original: the release's 1k regime
