@@ -46,6 +46,7 @@ def result_row(cell: Cell) -> dict[str, Any]:
       "babi_accuracy": final.get("eval/babi/accuracy"), "babi_tasks_passed": final.get("eval/babi/tasks_passed"),
       "wall_seconds": s["wall_seconds"], **babi,
       "copy_gain_before": before.get("eval/copy/gain"), "copy_gain": final.get("eval/copy/gain"),
+      "copy_text_gain_before": before.get("eval/copy_text/gain"), "copy_text_gain": final.get("eval/copy_text/gain"),
       **_babi_task_columns(cell, final),
       **{f"axis_{k}": v for k, v in cell.labels.items()},
   }

@@ -120,6 +120,7 @@ def test_killed_study_resumes_without_redoing_cells(tmp_path, corpus_dir):
   for row in rows:
     assert float(row["target_loss"]) > 0 and row["base_loss_before"] != ""
     assert row["copy_gain_before"] != "" and row["copy_gain"] != ""  # the copying probe, before and after
+    assert row["copy_text_gain_before"] != "" and row["copy_text_gain"] != ""  # and on base-corpus text
     assert float(row["forgetting"]) == pytest.approx(float(row["base_loss"]) - float(row["base_loss_before"]), abs=1e-6)
   assert {row["replay_ratio"] for row in rows} == {"0.0", "0.5"}
   status = subprocess.run(cmd + ["--status"], env=env, capture_output=True, text=True, timeout=120, check=False)
