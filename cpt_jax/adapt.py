@@ -16,6 +16,7 @@ from typing import Any
 import jax
 
 from cpt_jax import build, checkpoint as ckpt_lib, paths
+from cpt_jax.data import copy_probe
 from cpt_jax.objective import Objective
 
 BEFORE_FILE = "before.json"
@@ -47,7 +48,7 @@ class Adaptation:
     """Adds `eval/base/forgetting`; the first evaluation of the run (step 0) becomes before.json."""
     if not self.before:
       self.before.update({k: v for k, v in evaluation.items()
-                          if k.endswith("/loss") or k in ("eval/babi/accuracy", "eval/copy/gain")})
+                          if k.endswith("/loss") or k == "eval/babi/accuracy" or k in copy_probe.GAINS})
       if jax.process_index() == 0:
         paths.write_text_atomic(paths.path(self._workdir) / BEFORE_FILE, json.dumps(self.before, indent=2))
     if "eval/base/loss" in self.before and "eval/base/loss" in evaluation:
