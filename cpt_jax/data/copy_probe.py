@@ -11,9 +11,9 @@ gain says before adapting whether a task that needs retrieval from the context i
 Text spans shown twice (`repeat_spans`) do two jobs. As evaluation sets of base-corpus text
 (`eval/copy_text/gain`) they measure copying of the tokens a task's text is made of, which random-token rows,
 whose rare ids a small English model has barely trained, can understate. As training rows (`data.copy_share`:
-that share of text rows rewritten, the loss on the repeats only) they teach copying during pretraining: a small
-English model does not form the induction heads by itself at a few TPP, and bAbI's lookups are not learned without
-them (docs/results/README.md).
+that share of text rows rewritten, the loss on the repeats only) they teach copying, which a small English model
+does not learn from a few TPP of text. Copying is necessary for bAbI's lookups but, as these rows teach it, not yet
+sufficient: docs/results/README.md compares the bases.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ def check_task(task: int) -> int:
 
 
 def statements(story: Story) -> int:
+  """How many lines of the story are not questions: a question's passage holds those before it."""
   return sum(not line.is_question for line in story)
 
 
