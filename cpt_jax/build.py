@@ -192,7 +192,8 @@ def resolve_objective(cfg, mesh, train_src: sources.Source | None = None) -> Obj
   example_rows = train_src is not None and pipeline.record_kind(train_src[0]) == "example"
   try:
     return objective_lib.resolve(cfg.replay, cfg.stage, cfg.data.batch_size, sharding.batch_shards(mesh),
-                                 example_rows=example_rows, dropout=cfg.model.dropout > 0)
+                                 example_rows=example_rows, dropout=cfg.model.dropout > 0,
+                                 copy_share=cfg.data.copy_share, copy_weight=cfg.data.copy_weight)
   except objective_lib.ObjectiveError as e:
     raise config_lib.ConfigError(str(e)) from None
 
@@ -203,10 +204,14 @@ def make_loader(cfg, tokenizer: Tokenizer, mesh, train_src: sources.Source, obje
   slice, so the global batches depend neither on the process count nor on the number of batch shards."""
   n = objective.batch_shards
   target = pipeline.rows(train_src, tokenizer, cfg.model.max_len, cfg.seed, True, cfg.data.answer_only,
-                         report=jax.process_index() == 0, copy_share=cfg.data.copy_share)
+                         report=jax.process_index() == 0)
   streams = [("target", target, n * objective.target_rows_per_shard)]
   if objective.has_replay:
     streams.append(("replay", replay_rows, n * objective.replay_rows_per_shard))
+  if objective.has_copy:  # base-corpus text in an order of its own (seed + 3: other rows than a replay stream's)
+    base = sources.open_source(cfg.data.base, cfg.data.base.train_split, sources.data_dir_of(cfg.data), cfg.seed)
+    copies = pipeline.copy_rows(base, tokenizer, cfg.model.max_len, cfg.seed + 3)
+    streams.append(("copy", copies, n * objective.copy_rows_per_shard))
   return pipeline.BatchLoader(streams, objective.batch_keys, n, sharding.local_batch_shards(mesh))
 
 

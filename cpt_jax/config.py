@@ -90,9 +90,11 @@ def default_config() -> ml_collections.ConfigDict:
       "tokenizer": "",  # path of a SentencePiece model; empty: trained from data.base (pretrain)
       "vocab_size": 4096,
       "answer_only": True,  # prompt/completion data: loss on the completion only
-      # text data: this share of the trained rows become spans of their own tokens shown twice, the loss on the
-      # repeats only; teaches in-context copying (eval/copy_text/gain), which bAbI's lookups need
+      # this share of every batch's rows are copy rows: spans from unrelated places of data.base shown twice, the
+      # loss on the repeats only, added to the objective as copy_weight × their own mean; teaches in-context
+      # copying (eval/copy_text/gain), which bAbI's lookups need (cpt_jax/objective.py)
       "copy_share": 0.0,
+      "copy_weight": 1.0,
       "base": source_config("corpus", "english"),  # pretraining domain: trained on, evaluated as eval/base
       "target": source_config(),  # adaptation domain: trained on when adapting, evaluated as eval/target
   })
@@ -190,7 +192,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
   for f in ("lr", "batch_size", "vocab_size"):
     _positive(c, f"opt.{f}" if f == "lr" else f"data.{f}")
   if not 0 <= c.data.copy_share < 1:
-    raise _err("data.copy_share", c.data.copy_share, "must be in [0, 1): the share of text rows shown as copies")
+    raise _err("data.copy_share", c.data.copy_share, "must be in [0, 1): the share of each batch's rows that are "
+               "copy rows")
   if c.opt.schedule not in SCHEDULES:
     raise _err("opt.schedule", c.opt.schedule, f"must be one of {SCHEDULES}")
   for f in ("b1", "b2"):
@@ -374,6 +377,7 @@ def _validate_replay(c, mesh_shape) -> None:
     raise _err("data.batch_size", c.data.batch_size,
                f"must be divisible by the data axes (mesh.data × mesh.fsdp = {shards})")
   try:
-    objective_lib.resolve(r, c.stage, c.data.batch_size, shards)
+    objective_lib.resolve(r, c.stage, c.data.batch_size, shards, copy_share=c.data.copy_share,
+                          copy_weight=c.data.copy_weight)
   except objective_lib.ObjectiveError as e:
     raise ConfigError(str(e)) from None

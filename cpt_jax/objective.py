@@ -19,6 +19,12 @@ Replay has two meanings in the literature, and both are here, by name (`replay.s
 A KL term is a distance to the teacher, not a likelihood of data, so it has no place in a token-mean of
 training data: KL runs under the regularizer semantics only.
 
+Copy rows (`data.copy_share`, data/copy_probe.py) are a third kind of row, after the replay rows of each
+shard: spans of base-corpus text shown twice, scored on the repeats. They add `copy_weight · mean_copy` to
+whichever objective the other rows form. A mean of their own keeps their weight fixed whatever share of the
+batch's loss tokens they hold (in one token-mean with text rows, a copy row's repeats held ~30 % of the loss
+and the copying was not learned: docs/results/README.md).
+
 This module is a leaf (jax and `losses` only), so config validation can use it without the step.
 """
 
@@ -85,7 +91,8 @@ def batch_keys(example_rows: bool) -> tuple[str, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
-  """Every batch shard holds `target_rows_per_shard` target rows, then `replay_rows_per_shard` replay rows."""
+  """Every batch shard holds `target_rows_per_shard` target rows, then `replay_rows_per_shard` replay rows,
+  then `copy_rows_per_shard` copy rows."""
   semantics: str  # "none" (no replay) | "mixture" | "regularizer"
   batch_shards: int
   target_rows_per_shard: int
@@ -95,6 +102,12 @@ class Objective:
   example_rows: bool = False  # the trained rows are packed examples (see batch_keys)
   samples_on_the_fly: bool = False  # self-generated replay sampled from the frozen start model while training
   dropout: bool = False
+  copy_rows_per_shard: int = 0
+  copy_weight: float = 1.0  # the copy rows' mean enters the objective with this weight
+
+  @property
+  def has_copy(self) -> bool:
+    return self.copy_rows_per_shard > 0
 
   @property
   def has_replay(self) -> bool:
@@ -102,7 +115,11 @@ class Objective:
 
   @property
   def rows(self) -> int:
-    return self.batch_shards * (self.target_rows_per_shard + self.replay_rows_per_shard)
+    return self.batch_shards * (self.target_rows_per_shard + self.replay_rows_per_shard + self.copy_rows_per_shard)
+
+  @property
+  def copy_rows(self) -> int:
+    return self.batch_shards * self.copy_rows_per_shard
 
   @property
   def replay_rows(self) -> int:
@@ -130,17 +147,25 @@ class Objective:
   def batch_keys(self) -> tuple[str, ...]:
     return batch_keys(self.example_rows)
 
+  def _split(self, x_Bx: jax.Array, first: int) -> tuple[jax.Array, jax.Array]:
+    """The first `first` rows of every shard and the rest, each a global batch in the same shard layout:
+    reshaping to [shards, rows, …] keeps both sharded."""
+    x = x_Bx.reshape((self.batch_shards, -1) + x_Bx.shape[1:])
+    head, tail = x[:, :first], x[:, first:]
+    return head.reshape((-1,) + x_Bx.shape[1:]), tail.reshape((-1,) + x_Bx.shape[1:])
+
+  def split_copy(self, x_Bx: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(target and replay rows, copy rows) of a global batch."""
+    return self._split(x_Bx, self.target_rows_per_shard + self.replay_rows_per_shard)
+
   def split_rows(self, x_Bx: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(target rows, replay rows) of a global batch: reshaping to [shards, rows, …] keeps both sharded."""
-    per_shard = self.target_rows_per_shard + self.replay_rows_per_shard
-    x = x_Bx.reshape((self.batch_shards, per_shard) + x_Bx.shape[1:])
-    target, replay = x[:, :self.target_rows_per_shard], x[:, self.target_rows_per_shard:]
-    return target.reshape((-1,) + x_Bx.shape[1:]), replay.reshape((-1,) + x_Bx.shape[1:])
+    """(target rows, replay rows) of a batch without its copy rows (`split_copy`)."""
+    return self._split(x_Bx, self.target_rows_per_shard)
 
 
-def replay_rows_for(batch_size: int, ratio: float, batch_shards: int) -> int:
-  """The replay rows that realize `ratio` of `batch_size` exactly on `batch_shards` shards, or an error naming the
-  nearest ratios that can be realized."""
+def replay_rows_for(batch_size: int, ratio: float, batch_shards: int, field: str = "replay.ratio") -> int:
+  """The replay (or copy) rows that realize `ratio` of `batch_size` exactly on `batch_shards` shards, or an error
+  naming `field` and the nearest ratios that can be realized."""
   exact = batch_size * ratio
   rows = round(exact)
   if abs(exact - rows) < 1e-6 and rows % batch_shards == 0 and (ratio == 0 or rows > 0):
@@ -149,16 +174,18 @@ def replay_rows_for(batch_size: int, ratio: float, batch_shards: int) -> int:
   below, above = math.floor(ratio / step + 1e-9) * step, math.ceil(ratio / step - 1e-9) * step
   options = [r for r in (below, above) if 0 < r < 1]
   nearest = " and ".join(f"{r:g} ({round(r * batch_size)} rows)" for r in options) or "none"
+  kind = field.split(".")[0] if field.startswith("replay") else "copy"
   how = (f"{exact:g} rows is not a whole number" if abs(exact - rows) >= 1e-6 else
-         f"gives {rows} replay rows of {batch_size}, not divisible by the {batch_shards} data shards")
+         f"gives {rows} {kind} rows of {batch_size}, not divisible by the {batch_shards} data shards")
   raise ObjectiveError(
-      f"config field replay.ratio={ratio!r}: of data.batch_size={batch_size} rows, {how}; replay rows must be a "
+      f"config field {field}={ratio!r}: of data.batch_size={batch_size} rows, {how}; {kind} rows must be a "
       f"multiple of the {batch_shards} data shard(s) (mesh.data × mesh.fsdp). Nearest realizable ratios: {nearest}")
 
 
 def resolve(replay_cfg, stage: str, batch_size: int, batch_shards: int, example_rows: bool = False,
-            dropout: bool = False) -> Objective:
-  """The objective of a run from its `replay` config; raises ObjectiveError naming a field that does not fit."""
+            dropout: bool = False, copy_share: float = 0.0, copy_weight: float = 1.0) -> Objective:
+  """The objective of a run from its `replay` config and `data.copy_share` / `data.copy_weight`; raises
+  ObjectiveError naming a field that does not fit."""
   r = replay_cfg
 
   def bad(field, what):
@@ -181,10 +208,16 @@ def resolve(replay_cfg, stage: str, batch_size: int, batch_shards: int, example_
       raise bad("coeff", "applies to replay.semantics=regularizer only; under the mixture semantics replay "
                          "weighs its share of the batch's tokens (leave coeff at 1.0, or change the ratio)")
   replay_rows = replay_rows_for(batch_size, r.ratio, batch_shards)
-  if batch_size - replay_rows < batch_shards:
-    raise bad("ratio", f"leaves no target rows in some of the {batch_shards} data shards")
+  copy_rows = replay_rows_for(batch_size, copy_share, batch_shards, "data.copy_share") if copy_share else 0
+  if copy_weight < 0:
+    raise ObjectiveError(f"config field data.copy_weight={copy_weight!r}: must be ≥ 0")
+  if batch_size - replay_rows - copy_rows < batch_shards:
+    field = "replay.ratio and data.copy_share" if copy_rows and replay_rows else (
+        "data.copy_share" if copy_rows else "replay.ratio")
+    raise ObjectiveError(f"config field {field}: leaves no target rows in some of the {batch_shards} data shards")
   return Objective(
       semantics=r.semantics if replay_rows else "none", batch_shards=batch_shards,
-      target_rows_per_shard=(batch_size - replay_rows) // batch_shards,
+      target_rows_per_shard=(batch_size - replay_rows - copy_rows) // batch_shards,
       replay_rows_per_shard=replay_rows // batch_shards, replay_loss=r.loss, coeff=float(r.coeff),
-      example_rows=example_rows, samples_on_the_fly=r.kind == "self" and not r.samples, dropout=dropout)
+      example_rows=example_rows, samples_on_the_fly=r.kind == "self" and not r.samples, dropout=dropout,
+      copy_rows_per_shard=copy_rows // batch_shards, copy_weight=float(copy_weight))

@@ -2,10 +2,10 @@
 rows, in ONE executable per step.
 
 Batch layout contract (data/pipeline.BatchLoader builds it): each of the `batch_shards` equal slices of the
-global batch holds its target rows first, then its replay rows. `Objective.split_rows` reshapes [B, …] to
-[shards, B/shards, …] and slices, so every part stays sharded over the batch axes: the teacher runs only
-on replay rows with no resharding. What the objective is (mixture or regularizer, which replay loss) is
-decided by `cpt_jax/objective.py`; this module computes it.
+global batch holds its target rows first, then its replay rows, then its copy rows. `Objective.split_copy` and
+`split_rows` reshape [B, …] to [shards, B/shards, …] and slice, so every part stays sharded over the batch axes:
+the teacher runs only on replay rows with no resharding. What the objective is (mixture or regularizer, which
+replay loss, copy rows) is decided by `cpt_jax/objective.py`; this module computes it.
 """
 
 from __future__ import annotations
@@ -35,20 +35,19 @@ def make_loss_fn(graphdef, objective: Objective) -> Callable[..., tuple[jax.Arra
   """loss(params, batch, teacher_params, rng) -> (objective value, metrics).
 
   mixture:     Σ_target nll + Σ_replay nll, over all loss tokens of the batch (one token-mean);
-  regularizer: mean_target nll + λ · mean_replay R, R from the replay-loss registry (NTP or KL(teacher‖student)).
+  regularizer: mean_target nll + λ · mean_replay R, R from the replay-loss registry (NTP or KL(teacher‖student));
+  with copy rows, + copy_weight · mean_copy nll (`scored_tokens` counts the target and replay rows' tokens).
   The LM head is fused into the losses (logits recomputed in the backward); only the teacher's logits on
   replay rows are materialised.
   """
 
-  def loss_fn(params, batch: Batch, teacher_params, rng):
-    model, h_BxLxD = _hidden(graphdef, params, batch, rng if objective.dropout else None)
-    w_VxD, vocab = model.head_weight(), model.cfg.vocab_size  # rows of w_VxD past vocab are padding
-    mask_BxL = batch["loss_mask"].astype(jnp.float32)
+  def _data_loss(h_BxLxD, targets_BxL, mask_BxL, batch, w_VxD, vocab, teacher_params):
+    """The objective over the target and replay rows (the copy rows taken out)."""
     if not objective.has_replay:
-      nll = losses.masked_mean(losses.head_nll(h_BxLxD, w_VxD, batch["targets"], vocab), mask_BxL)
+      nll = losses.masked_mean(losses.head_nll(h_BxLxD, w_VxD, targets_BxL, vocab), mask_BxL)
       return nll, {"loss": nll, "target_loss": nll, "scored_tokens": jnp.sum(mask_BxL)}
     h_t, h_r = objective.split_rows(h_BxLxD)
-    targets_t, targets_r = objective.split_rows(batch["targets"])
+    targets_t, targets_r = objective.split_rows(targets_BxL)
     mask_t, mask_r = objective.split_rows(mask_BxL)
     teacher_logits = None
     if objective.loss.needs_teacher:
@@ -71,6 +70,20 @@ def make_loss_fn(graphdef, objective: Objective) -> Callable[..., tuple[jax.Arra
     if objective.replay_loss != "ntp":
       metrics[objective.replay_loss] = replay_loss
     return value, metrics
+
+  def loss_fn(params, batch: Batch, teacher_params, rng):
+    model, h_BxLxD = _hidden(graphdef, params, batch, rng if objective.dropout else None)
+    w_VxD, vocab = model.head_weight(), model.cfg.vocab_size  # rows of w_VxD past vocab are padding
+    mask_BxL = batch["loss_mask"].astype(jnp.float32)
+    if not objective.has_copy:
+      return _data_loss(h_BxLxD, batch["targets"], mask_BxL, batch, w_VxD, vocab, teacher_params)
+    (h_BxLxD, h_copy), (targets, targets_copy), (mask_BxL, mask_copy) = (
+        objective.split_copy(x) for x in (h_BxLxD, batch["targets"], mask_BxL))
+    main_batch = {k: objective.split_copy(v)[0] for k, v in batch.items()}
+    value, metrics = _data_loss(h_BxLxD, targets, mask_BxL, main_batch, w_VxD, vocab, teacher_params)
+    copy_loss = losses.masked_mean(losses.head_nll(h_copy, w_VxD, targets_copy, vocab), mask_copy)
+    value = value + objective.copy_weight * copy_loss
+    return value, metrics | {"loss": value, "copy_loss": copy_loss}
 
   return loss_fn
 

@@ -65,3 +65,25 @@ def test_repeated_spans_score_each_copy_after_its_first_token(seed):
     assert first[j - 1] == 1 and x_N[j - 1] == x_N[t]
   assert not (first * second).any()
   np.testing.assert_array_equal(x_N[1:1 + copy_probe.SPAN_TOKENS[0]], tokens_N[1:1 + copy_probe.SPAN_TOKENS[0]])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_training_spans_come_from_random_offsets_of_each_row_in_turn(seed):
+  """Rows of distinct ids name where every token came from: span i is a run of consecutive tokens of row i mod K
+  (its BOS never taken), shown twice, the repeat scored after its first token; offsets vary."""
+  rows_KxN = np.concatenate([np.full((4, 1), 2), 1000 * np.arange(1, 5)[:, None] + np.arange(64)], axis=1)
+  x_N, repeats_N1 = copy_probe.spans_across(rows_KxN.astype(np.int32), np.random.default_rng(seed))
+  assert x_N[0] == 2 and len(x_N) == 65 and 2 not in x_N[1:]
+  pos, i, offsets = 1, 0, []
+  while pos + 1 < len(x_N):
+    n = 1
+    while pos + n < len(x_N) and x_N[pos + n] == x_N[pos + n - 1] + 1:
+      n += 1
+    span = x_N[pos:pos + n]
+    assert span[0] // 1000 == i % 4 + 1 and copy_probe.SPAN_TOKENS[0] <= n or pos + n == len(x_N)
+    offsets.append(span[0] % 1000)
+    repeat = x_N[pos + n:pos + 2 * n]
+    np.testing.assert_array_equal(repeat, span[:len(repeat)])
+    assert not repeats_N1[pos:pos + n - 1].any() and repeats_N1[pos + n:pos + n + len(repeat) - 1].all()
+    pos, i = pos + n + len(repeat), i + 1
+  assert i >= 2 and len(set(offsets)) > 1

@@ -113,6 +113,45 @@ def test_regularizer_gradient_is_target_mean_plus_lambda_replay_mean(tiny_model,
   assert float(m["target_loss"]) == pytest.approx(float(target_mean(params)), rel=1e-5)
 
 
+@pytest.mark.parametrize("semantics", ["none", "regularizer"])
+def test_copy_rows_add_their_own_mean_whatever_their_token_share(tiny_model, semantics):
+  """Copy rows (the last row of each shard here) enter as copy_weight × their own token-mean, on top of the
+  objective of the other rows, which is what it would be without them."""
+  bundle, params, teacher = tiny_model
+  batch = _batch()
+  weight = 0.6
+  replay_rows = 0 if semantics == "none" else 1  # per shard: [t t t c] or [t t r c]
+  obj = Objective(semantics, batch_shards=SHARDS, target_rows_per_shard=TARGET_ROWS - replay_rows,
+                  replay_rows_per_shard=replay_rows, copy_rows_per_shard=1, copy_weight=weight)
+  per_shard = TARGET_ROWS + REPLAY_ROWS
+  copy_row = jnp.asarray([(i % per_shard) == per_shard - 1 for i in range(SHARDS * per_shard)])[:, None]
+  mask = batch["loss_mask"]
+  loss_fn = step_lib.make_loss_fn(bundle.graphdef, obj)
+  without_copy = {k: v[~np.asarray(copy_row[:, 0])] for k, v in batch.items()}
+  main_obj = Objective(semantics, batch_shards=SHARDS, target_rows_per_shard=obj.target_rows_per_shard,
+                       replay_rows_per_shard=replay_rows)
+
+  def reference(p):
+    nll, _ = _reference_terms(bundle, p, teacher, batch)
+    copy_mean = jnp.sum(nll * mask * copy_row) / jnp.sum(mask * copy_row)
+    return step_lib.make_loss_fn(bundle.graphdef, main_obj)(p, without_copy, teacher, None)[0] + weight * copy_mean
+
+  value, m = loss_fn(params, batch, teacher, None)
+  assert float(value) == pytest.approx(float(reference(params)), rel=1e-5)
+  _assert_trees_close(_grads(lambda p: loss_fn(p, batch, teacher, None)[0], params), _grads(reference, params))
+  assert float(m["copy_loss"]) > 0 and float(m["scored_tokens"]) == float(np.asarray(mask * ~copy_row).sum())
+
+
+def test_copy_share_is_realized_in_whole_rows_per_shard():
+  cfg = config_lib.default_config()
+  obj = objective_lib.resolve(cfg.replay, "pretrain", 16, 2, copy_share=0.5, copy_weight=2.0)
+  assert (obj.target_rows_per_shard, obj.copy_rows_per_shard, obj.copy_weight, obj.rows) == (4, 4, 2.0, 16)
+  with pytest.raises(objective_lib.ObjectiveError, match=r"data.copy_share=0.3.*copy rows"):
+    objective_lib.resolve(cfg.replay, "pretrain", 16, 2, copy_share=0.3)
+  with pytest.raises(objective_lib.ObjectiveError, match="data.copy_weight"):
+    objective_lib.resolve(cfg.replay, "pretrain", 16, 2, copy_share=0.5, copy_weight=-1.0)
+
+
 def test_a_registered_replay_loss_trains_a_step(tiny_model, monkeypatch):
   """Adding a replay loss is one registry entry: validation, step and teacher follow it."""
   bundle, params, teacher = tiny_model

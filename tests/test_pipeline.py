@@ -41,10 +41,11 @@ def _checkpointed(state):
   return json.loads(json.dumps({"process_0": state}))
 
 
-@pytest.mark.parametrize("source_fn,copy_share", [(_text_source, 0.0), (_example_source, 0.0), (_text_source, 0.5)])
-def test_rows_resume_exactly_through_a_checkpoint(tokenizer, source_fn, copy_share):
+@pytest.mark.parametrize("source_fn,make_rows", [(_text_source, pipeline.rows), (_example_source, pipeline.rows),
+                                                 (_text_source, pipeline.copy_rows)])
+def test_rows_resume_exactly_through_a_checkpoint(tokenizer, source_fn, make_rows):
   def loader():
-    rows = pipeline.rows(source_fn(), tokenizer, 16, seed=3, copy_share=copy_share)
+    rows = make_rows(source_fn(), tokenizer, 16, seed=3)
     return pipeline.BatchLoader([("target", rows, 2)],
                                 pipeline.ROW_KEYS, batch_shards=1)
   first = loader()
@@ -73,29 +74,32 @@ def test_text_rows_start_with_bos_and_shift_targets(tokenizer):
   np.testing.assert_array_equal(rows["targets"].ravel(), again["targets"].ravel())
 
 
-def test_copy_rows_show_spans_of_the_text_twice_and_score_the_repeats(tokenizer):
-  """About `copy_share` of the rows become [BOS, s1, s1, s2, s2, …] of their own text, scored on each repeat's
-  tokens 2…n only; the other rows are the text rows unchanged, in the same order."""
-  plain = pipeline.take(pipeline.rows(_text_source(), tokenizer, row_len=32, seed=0), 200)
-  mixed = pipeline.take(pipeline.rows(_text_source(), tokenizer, row_len=32, seed=0, copy_share=0.3), 200)
-  rewritten = mixed["loss_mask"].sum(axis=1) < 32
-  assert 0.2 < rewritten.mean() < 0.4
-  for k in pipeline.ROW_KEYS:
-    np.testing.assert_array_equal(mixed[k][~rewritten], plain[k][~rewritten])
-  for row in np.flatnonzero(rewritten):
-    x = np.concatenate([mixed["inputs"][row][:1], mixed["targets"][row]])
-    text = np.concatenate([plain["inputs"][row][:1], plain["targets"][row]])
-    assert x[0] == BOS and 0 < mixed["loss_mask"][row].sum() < 16  # repeats only: under half the row
-    for t in np.flatnonzero(mixed["loss_mask"][row]):  # a scored token continues an earlier copy of its span
-      spans = [j for j in range(1, t + 1) if x[j] == x[t + 1] and x[j - 1] == x[t]]
-      assert spans, (row, t)
-    spans_text = x[1:1 + 8]  # the first span (≥ 8 tokens) is the row's own text, from its start
-    np.testing.assert_array_equal(spans_text, text[1:9])
+def test_copy_rows_show_spans_from_unrelated_places_twice_and_score_the_repeats(tokenizer):
+  """A copy row is [BOS, s1, s1, s2, s2, …], each span a piece of the corpus's text (where in it: test_copy_probe),
+  scored on each repeat's tokens 2…n only (under half the row)."""
+  text = pipeline.take(pipeline.rows(_text_source(), tokenizer, row_len=32, seed=5), 40 * pipeline.SPAN_SOURCES)
+  stream = np.concatenate([np.concatenate([i[:1], t]) for i, t in zip(text["inputs"], text["targets"])])
+  copies = pipeline.take(pipeline.copy_rows(_text_source(), tokenizer, row_len=32, seed=5), 40)
+
+  def in_text(span):
+    return any(np.array_equal(stream[j:j + len(span)], span) for j in range(len(stream) - len(span) + 1))
+
+  for x_in, x_out, mask in zip(copies["inputs"], copies["targets"], copies["loss_mask"]):
+    x = np.concatenate([x_in[:1], x_out])
+    assert x[0] == BOS and 0 < mask.sum() < 16
+    scored = np.flatnonzero(mask)
+    for t in scored:  # a scored token continues an earlier copy of its span
+      assert any(x[j] == x[t + 1] and x[j - 1] == x[t] for j in range(1, t + 1)), t
+    n = int(scored[0]) - 1  # the first repeat is x[1 + n:1 + 2n]: its token 2, x[2 + n], is target 1 + n
+    span = x[1:1 + n]
+    np.testing.assert_array_equal(x[1 + n:1 + 2 * n], span)
+    assert in_text(span)
+
 
 
 def test_copy_rows_need_text_records(tokenizer):
   with pytest.raises(DataError, match="data.copy_share"):
-    pipeline.rows(_example_source(), tokenizer, 16, seed=0, copy_share=0.5)
+    pipeline.copy_rows(_example_source(), tokenizer, 16, seed=0)
 
 
 def test_epochs_are_reshuffled_and_cover_every_record(tokenizer):

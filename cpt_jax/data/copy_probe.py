@@ -8,12 +8,13 @@ on the second, in nats: about 0 for a model that does not copy, up to the first 
 one that copies perfectly. The rows are the same in every run (fixed seed), so runs compare, and a base model's
 gain says before adapting whether a task that needs retrieval from the context is within its reach.
 
-Text spans shown twice (`repeat_spans`) do two jobs. As evaluation sets of base-corpus text
-(`eval/copy_text/gain`) they measure copying of the tokens a task's text is made of, which random-token rows,
-whose rare ids a small English model has barely trained, can understate. As training rows (`data.copy_share`:
-that share of text rows rewritten, the loss on the repeats only) they teach copying, which a small English model
-does not learn from a few TPP of text. Copying is necessary for bAbI's lookups but, as these rows teach it, not yet
-sufficient: docs/results/README.md compares the bases.
+Text spans shown twice do two jobs. As evaluation sets of base-corpus text (`repeat_spans`,
+`eval/copy_text/gain`) they measure copying of the tokens a task's text is made of, which random-token rows,
+whose rare ids a small English model has barely trained, can understate. As training rows (`spans_across`,
+`data.copy_share`: that share of every batch's rows, spans from unrelated places of the base corpus shown twice,
+the loss on the repeats only, weighed as a mean of their own: objective.py) they teach copying, which a small
+English model does not learn from a few TPP of text and which bAbI's lookups need (docs/results/README.md
+compares the bases).
 """
 
 from __future__ import annotations
@@ -52,21 +53,16 @@ def copy_rows(vocab_size: int, specials: set[int], bos_id: int, pad_id: int, max
   return out
 
 
-def repeat_spans(tokens_N: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(x_N, first_N1, second_N1): x = [tokens[0], s1, s1, s2, s2, …] cut to N tokens, the s_i consecutive spans of
-  tokens[1:] of SPAN_TOKENS lengths (at most half the row); first/second mark the targets (target t predicts
-  x[t + 1]) that are each copy's tokens 2…n. A repeat's first token follows the previous span's end, which
-  nothing predicts, so neither copy's first token is scored."""
-  n_tokens = len(tokens_N)
-  longest = max(2, min(SPAN_TOKENS[1], (n_tokens - 1) // 2))  # a short row still holds a span and its repeat
-  shortest = min(SPAN_TOKENS[0], longest)
-  x_N = np.empty_like(tokens_N)
-  x_N[0] = tokens_N[0]
+def _with_repeats(first_token: int, n_tokens: int, next_span, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(x_N, first_N1, second_N1): x = [first_token, s1, s1, s2, s2, …] cut to N tokens, s_i = next_span(longest
+  allowed); first/second mark the targets (target t predicts x[t + 1]) that are each copy's tokens 2…n. A copy's
+  first token follows the previous span's end, which nothing predicts, so neither copy's first token is scored."""
+  x_N = np.empty(n_tokens, dtype)
+  x_N[0] = first_token
   first_N1, second_N1 = np.zeros(n_tokens - 1, np.float32), np.zeros(n_tokens - 1, np.float32)
-  src, pos = 1, 1
+  pos = 1
   while pos < n_tokens:
-    span = tokens_N[src:src + int(rng.integers(shortest, longest + 1))]
-    src += len(span)
+    span = next_span()
     seg = np.concatenate([span, span])[:n_tokens - pos]
     x_N[pos:pos + len(seg)] = seg
     n = len(span)
@@ -74,6 +70,47 @@ def repeat_spans(tokens_N: np.ndarray, rng: np.random.Generator) -> tuple[np.nda
     second_N1[pos + n:pos + len(seg) - 1] = 1.0
     pos += len(seg)
   return x_N, first_N1, second_N1
+
+
+def _span_lengths(n_tokens: int) -> tuple[int, int]:
+  """SPAN_TOKENS, shrunk so that a span and its repeat fit a row of n_tokens (at most half the row)."""
+  longest = max(2, min(SPAN_TOKENS[1], (n_tokens - 1) // 2))
+  return min(SPAN_TOKENS[0], longest), longest
+
+
+def repeat_spans(tokens_N: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(x_N, first_N1, second_N1) of `_with_repeats`, the s_i consecutive spans of tokens[1:]: the evaluation rows
+  of `text_copy_rows`."""
+  shortest, longest = _span_lengths(len(tokens_N))
+  src = 1
+
+  def next_span():
+    nonlocal src
+    span = tokens_N[src:src + int(rng.integers(shortest, longest + 1))]
+    src += len(span)
+    return span
+
+  return _with_repeats(tokens_N[0], len(tokens_N), next_span, tokens_N.dtype)
+
+
+def spans_across(rows_KxN: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+  """(x_N, repeats_N1): a training row [BOS, s1, s1, s2, s2, …] whose spans come from random offsets of the K text
+  rows in turn (rows far apart in the shuffled corpus), scored on each repeat's tokens 2…n. Spans from unrelated
+  places make a first copy unpredictable from the text before it, so the repeats are learned only by copying."""
+  n_rows, n_tokens = rows_KxN.shape
+  shortest, longest = _span_lengths(n_tokens)
+  taken = 0
+
+  def next_span():
+    nonlocal taken
+    row = rows_KxN[taken % n_rows, 1:]  # each row starts with BOS
+    taken += 1
+    n = int(rng.integers(shortest, longest + 1))
+    start = int(rng.integers(0, len(row) - n + 1))
+    return row[start:start + n]
+
+  x_N, _, repeats_N1 = _with_repeats(rows_KxN[0, 0], n_tokens, next_span, rows_KxN.dtype)
+  return x_N, repeats_N1
 
 
 def text_copy_rows(rows: dict[str, np.ndarray], seed: int = 0) -> dict[str, dict[str, np.ndarray]]:

@@ -132,32 +132,25 @@ def _token_row(row_len: int):
   return row
 
 
-class _CopyRows:
-  """A `share` of text rows rewritten as spans of their own tokens shown twice, the loss on the repeats only
-  (copy_probe.repeat_spans). Grain seeds the generator from the seed and the count of rows produced, which the
-  data state checkpoints, so a resumed run rewrites the same rows."""
+SPAN_SOURCES = 4  # text rows a copy row draws its spans from, in turn
 
-  def __init__(self, share: float):
-    self._share = share
 
-  def __call__(self, row: Row, rng: np.random.Generator) -> Row:
-    if rng.random() >= self._share:
-      return row
-    x_N, _, repeats_L = copy_probe.repeat_spans(np.concatenate([row["inputs"][:1], row["targets"]]), rng)
+class _CopyRow:
+  """K text rows -> one copy row (copy_probe.spans_across). Grain seeds the generator from the seed and the count
+  of rows produced, which the data state checkpoints, so a resumed run makes the same rows."""
+
+  def __call__(self, rows: Row, rng: np.random.Generator) -> Row:
+    x_N, repeats_L = copy_probe.spans_across(np.concatenate([rows["inputs"][:, :1], rows["targets"]], axis=1), rng)
     return {**token_row(x_N), "loss_mask": repeats_L}
 
 
 def rows(source: Source, tokenizer: Tokenizer, row_len: int, seed: int, shuffle: bool = True,
-         answer_only: bool = True, report: bool = True, copy_share: float = 0.0) -> grain.IterDataset:
+         answer_only: bool = True, report: bool = True) -> grain.IterDataset:
   """The endless stream of packed rows of `source`: shuffled by `seed` (reshuffled every epoch), tokenized,
-  packed by what a record holds (see the module docstring). `report`: log the share of cut examples.
-  `copy_share`: that share of text rows become spans shown twice (`_CopyRows`)."""
+  packed by what a record holds (see the module docstring). `report`: log the share of cut examples."""
   if len(source) == 0:
     raise DataError(f"{source!r} has no records")
   kind = record_kind(source[0])
-  if copy_share and kind != "text":
-    raise DataError(f"data.copy_share={copy_share} rewrites text rows, but {source!r} holds {kind} records; "
-                    "set data.copy_share=0 for this data")
   ds = grain.MapDataset.source(source)
   if shuffle:
     ds = ds.shuffle(seed=seed)
@@ -166,8 +159,7 @@ def rows(source: Source, tokenizer: Tokenizer, row_len: int, seed: int, shuffle:
     ds = ds.map(lambda r: {"tokens": np.asarray(tokenizer.encode(r["text"]) + [tokenizer.eos_id], np.int32)})
     packed = grain.experimental.ConcatThenSplitIterDataset(ds.to_iter_dataset(READ_OPTIONS),
                                                            length_struct={"tokens": row_len})
-    text_rows = packed.map(functools.partial(_text_row, tokenizer.bos_id))
-    return text_rows.random_map(_CopyRows(copy_share), seed=seed) if copy_share else text_rows
+    return packed.map(functools.partial(_text_row, tokenizer.bos_id))
   if kind == "example":
     ds = ds.map_with_index(_TokenizeExample(tokenizer, row_len, answer_only, repr(source), len(source), report))
     packed = grain.experimental.FirstFitPackIterDataset(
@@ -176,6 +168,16 @@ def rows(source: Source, tokenizer: Tokenizer, row_len: int, seed: int, shuffle:
         num_packing_bins=1, shuffle_bins=False)  # one bin, in order: an example that does not fit starts the next row
     return packed.map(_example_row)
   return ds.map(_token_row(row_len)).to_iter_dataset(READ_OPTIONS)
+
+
+def copy_rows(source: Source, tokenizer: Tokenizer, row_len: int, seed: int) -> grain.IterDataset:
+  """The endless stream of copy rows (`data.copy_share`): each made of spans from SPAN_SOURCES text rows of
+  `source` (its own shuffled order, `seed`), shown twice and scored on the repeats."""
+  if len(source) and record_kind(source[0]) != "text":
+    raise DataError(f"data.copy_share makes copy rows from text, but {source!r} (data.base) holds "
+                    f"{record_kind(source[0])} records; set data.copy_share=0 or give data.base a text corpus")
+  text_rows = rows(source, tokenizer, row_len, seed)
+  return text_rows.batch(SPAN_SOURCES, drop_remainder=True).random_map(_CopyRow(), seed=seed)
 
 
 def take(stream: grain.IterDataset, n: int) -> Row:
