@@ -23,6 +23,10 @@ A study config (`get_config()`) holds:
                  its model must match the size's, its train.save_at_ptpp must cover `ptpp`, and it must
                  be finished (summary.json) or have committed the checkpoint of every stage in `ptpp`
   pretrained_command  optional {size: the command that makes that run}: named when it is missing
+  midtrain       optional (label, {config.path: value}): a continued-pretraining phase per (size, PTPP stage),
+                 from the stage's checkpoint, on data.base (the pretraining config with these overrides, e.g. copy
+                 rows and its own learning rate and token count); the stage's replay and adapt cells start from
+                 its end. Cells `DIR/midtrain/<size>_ptpp<P>/`, labelled {"midtrain": label}.
 Cells are `DIR/cells/<id>/` with their own config.json and checkpoints: a finished cell (summary.json) is
 skipped, an interrupted one resumes, and `DIR/results.csv` collects one row per finished cell.
 
@@ -69,7 +73,7 @@ class MissingPrerequisite(ValueError):
 @dataclasses.dataclass
 class Cell:
   id: str
-  kind: str  # "pretrain" | "replay" | "adapt"
+  kind: str  # "pretrain" | "midtrain" | "replay" | "adapt"
   workdir: Path
   config: dict[str, Any] | None
   labels: dict[str, str]
@@ -111,9 +115,26 @@ def _stage_step(cfg, ptpp: float) -> int:
   return max(1, math.ceil(ptpp * build.num_params_of(cfg) / (cfg.data.batch_size * cfg.model.max_len)))
 
 
+def _midtrain(pre: ml_collections.ConfigDict, overrides: dict[str, Any], pre_dir: Path, step: int):
+  """The phase's run config: the pretraining config with `overrides`, continuing from `pre_dir` at `step` on data.base
+  (an adapt-stage run whose target is the base corpus)."""
+  mid = _apply(pre, overrides)
+  with mid.unlocked():
+    mid.stage, mid.init_from, mid.init_step = "adapt", str(pre_dir), step
+    mid.train.ptpp, mid.train.save_at_ptpp = 0.0, ""
+    mid.data.target = ml_collections.ConfigDict(mid.data.base.to_dict())
+  if mid.train.atpp <= 0 and mid.train.total_tokens <= 0:
+    raise ValueError("study.midtrain: give the phase's length (train.total_tokens or train.atpp)")
+  return mid
+
+
+def _final_step(cfg: ml_collections.ConfigDict) -> int:
+  return max(1, math.ceil(build.token_budget(cfg, build.num_params_of(cfg)) / build.tokens_per_step(cfg)))
+
+
 def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
-  """All runs of the study in dependency order: pretrain per size (or per size and stage), replay per (size,
-  stage), adapt cells (one per seed)."""
+  """All runs of the study in dependency order: pretrain per size (or per size and stage), midtrain and replay per
+  (size, stage), adapt cells (one per seed)."""
   cells: list[Cell] = []
   stages = [float(p) for p in study.ptpp]
   sizes = study.sizes.items() if hasattr(study.sizes, "items") else study.sizes
@@ -147,13 +168,20 @@ def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
     for ptpp in stages:
       pre_id, pre, pre_dir = pre_by_stage[ptpp]
       stage_id = f"{size}_ptpp{ptpp:g}"
+      start_id, start_dir, start_step = pre_id, pre_dir, _stage_step(pre, ptpp)
+      if study.get("midtrain", None):
+        label, mid_over = study.midtrain
+        mid = _midtrain(pre, _plain(mid_over), pre_dir, start_step)
+        start_id, start_dir, start_step = f"midtrain/{stage_id}", root / "midtrain" / stage_id, _final_step(mid)
+        cells.append(Cell(start_id, "midtrain", start_dir, mid.to_dict(),
+                          {"size": size, "ptpp": f"{ptpp:g}", "midtrain": label}, [pre_id]))
       replay_dir = root / "replay" / stage_id
       needs_replay = study.replay_tokens > 0 and any(
           _plain(ov).get("replay.samples") == GENERATED for _, values in study.axes for _, ov in values)
       if needs_replay:
         cells.append(Cell(f"replay/{stage_id}", "replay", replay_dir,
-                          {"workdir": str(pre_dir), "step": _stage_step(pre, ptpp), "tokens": study.replay_tokens,
-                           "seed": study.pretrain.seed}, {"size": size, "ptpp": f"{ptpp:g}"}, [pre_id]))
+                          {"workdir": str(start_dir), "step": start_step, "tokens": study.replay_tokens,
+                           "seed": study.pretrain.seed}, {"size": size, "ptpp": f"{ptpp:g}"}, [start_id]))
       for combo in itertools.product(*[values for _, values in axes]):
         labels = {"size": size, "ptpp": f"{ptpp:g}"}
         overrides = dict(size_over)
@@ -166,9 +194,9 @@ def expand(study: ml_collections.ConfigDict, root: Path) -> list[Cell]:
           overrides["replay.samples"] = str(replay_dir / "self_replay" / "1.0.0")
         cfg = _apply(study.adapt, overrides)
         with cfg.unlocked():
-          cfg.stage, cfg.init_from, cfg.init_step = "adapt", str(pre_dir), _stage_step(pre, ptpp)
+          cfg.stage, cfg.init_from, cfg.init_step = "adapt", str(start_dir), start_step
         cell_id = "_".join([stage_id] + [labels[a] for a, _ in axes])
-        needs = [pre_id] + ([f"replay/{stage_id}"] if needs_replay else [])
+        needs = [start_id] + ([f"replay/{stage_id}"] if needs_replay else [])
         cells.append(Cell(f"cells/{cell_id}", "adapt", root / "cells" / cell_id, cfg.to_dict(), labels, needs))
   return _in_priority_order(cells, study.get("first", None))
 
@@ -180,7 +208,7 @@ def _in_priority_order(cells: list[Cell], first) -> list[Cell]:
     return cells
   rank = {c.id: next((i for i, entry in enumerate(first) if matches_any(c.labels, [entry])), len(first))
           if c.kind == "adapt" else math.inf for c in cells}
-  for _ in range(3):  # adapt ← replay ← pretrain: a fixed point within three passes
+  for _ in range(4):  # adapt ← replay ← midtrain ← pretrain: a fixed point within four passes
     for c in cells:
       for n in c.needs:
         rank[n] = min(rank[n], rank[c.id])

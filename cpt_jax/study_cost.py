@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import ml_collections
 
 from cpt_jax import build, corpus_size, metrics as metrics_lib, model as model_lib, objective as objective_lib
+from cpt_jax.data import pipeline
 
 if TYPE_CHECKING:
   from cpt_jax.study import Cell
@@ -124,6 +125,11 @@ def replay_rows(cfg) -> int:
     return round(cfg.data.batch_size * ratio)
 
 
+def copy_rows(cfg) -> int:
+  share = cfg.data.get("copy_share", 0.0)
+  return objective_lib.replay_rows_for(cfg.data.batch_size, share, 1, "data.copy_share") if share else 0
+
+
 def teacher_in_step(cfg) -> bool:
   loss = objective_lib.REPLAY_LOSSES.get(cfg.replay.loss)
   return replay_rows(cfg) > 0 and loss is not None and loss.needs_teacher
@@ -154,21 +160,25 @@ def estimate(cells: list[Cell]) -> StudyCost:
     cost = CellCost(cell, steps * B * T, 0.0, steps, wall_seconds=_wall_seconds(cell))
     if cfg.stage == "pretrain":
       cost.flops = steps * metrics_lib.flops_per_step(model, T, B)
-      cost.draws[sizer.size(cfg.data.base, cfg, cell.workdir)] = cost.tokens
+      cost.draws[sizer.size(cfg.data.base, cfg, cell.workdir)] = steps * (B - copy_rows(cfg)) * T
     else:
-      r = replay_rows(cfg)
+      r, c = replay_rows(cfg), copy_rows(cfg)
       teacher = teacher_in_step(cfg)
       cost.flops = steps * metrics_lib.flops_per_step(model, T, B, r if teacher else 0)
-      cost.draws[sizer.size(cfg.data.target, cfg, cell.workdir)] = steps * (B - r) * T
+      cost.draws[sizer.size(cfg.data.target, cfg, cell.workdir)] = steps * (B - r - c) * T
       kind = cfg.replay.kind
       if r and kind == "real":
-        cost.draws[sizer.size(cfg.data.base, cfg, cell.workdir)] = steps * r * T
+        key = sizer.size(cfg.data.base, cfg, cell.workdir)
+        cost.draws[key] = cost.draws.get(key, 0) + steps * r * T
       elif r and kind == "self" and cfg.replay.samples:
         key = _self_corpus(cell, cfg, by_id, sizer)
         cost.draws[key] = steps * r * T
       elif r and kind == "self":  # sampled on the fly: one forward per generated token, never reused
         cost.flops += steps * r * T * model_lib.flops_per_token(model, T) / 3
       cost.note = "teacher forward counted" if teacher else ""
+    if copy_rows(cfg):  # each copy row takes its spans from SPAN_SOURCES rows of base text
+      key = sizer.size(cfg.data.base, cfg, cell.workdir)
+      cost.draws[key] = cost.draws.get(key, 0) + steps * copy_rows(cfg) * pipeline.SPAN_SOURCES * T
     out.append(cost)
   return StudyCost(out, sizer.corpora)
 

@@ -76,6 +76,30 @@ def test_babi_report_of_a_stopped_grid_decides_nothing_it_has_not_run(tmp_path):
   assert "undecided (50 % and up not run yet)" in claim and claim.endswith("| inconclusive |"), claim
 
 
+def test_babi_guideline_compares_the_budgets_the_replay_ratios_ran_at(tmp_path):
+  """A design that runs its largest budget without replay (the learning curve's end) decides "lower budgets need
+  higher replay" on the smallest and largest budgets with replay; replay at one budget only decides nothing."""
+  def rows(budgets_with_replay):
+    out = []
+    for seed in (0, 1, 2):
+      for b in (1e6, 3e6, 9e6):
+        for r in ((0, 0.05, 0.25, 0.5) if b in budgets_with_replay else (0,)):
+          forget = 0.3 * (1 - r) ** 3 if b == 1e6 or r == 0 else 0.03  # 1M needs 50 %, 3M 5 %
+          out.append(_row(axis_data="synthetic", adapt_tokens=b, replay_ratio=r, seed=seed, babi_accuracy=0.5,
+                          base_loss=5.0 + forget + 0.001 * seed))
+    return out
+
+  def claim(budgets_with_replay, name):
+    root = _write(tmp_path / name, "babi", rows(budgets_with_replay), {"forgetting_threshold_rel": 0.01})
+    text = report.study_report(root, tmp_path / f"out_{name}").read_text()
+    return next(line for line in text.splitlines() if line.startswith("| Lower compute budgets need higher replay"))
+
+  both = claim((1e6, 3e6), "both")
+  assert "smallest → largest budget with replay: 50 % (sure from 50 %) → 5 % (sure from 5 %)" in both, both
+  assert both.endswith("| **yes** |"), both
+  assert claim((1e6,), "one").endswith("| inconclusive |")
+
+
 def test_planned_cells_leave_out_the_excluded_ones():
   axis = lambda name, labels: [name, [[label, {}] for label in labels]]
   config = {"axes": [axis("data", ["synthetic", "original"]), axis("replay", ["r0", "r5", "r10"]),

@@ -160,3 +160,31 @@ def test_expand_reuses_an_existing_pretraining_run(tmp_path, corpus_dir):
   s.pretrain.model.d_model = 64
   with pytest.raises(ValueError, match="model"):
     study.expand(s, tmp_path / "s")
+
+
+def test_midtrain_continues_each_stage_on_the_base_corpus_and_the_cells_start_from_it(tmp_path, corpus_dir):
+  """study.midtrain: one continued-pretraining run per stage, from the stage's checkpoint, on data.base with the
+  overrides (copy rows here); that stage's cells start from the phase's last step."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("study_tiny", _study_file(tmp_path, corpus_dir))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  s = mod.get_config()
+  s.midtrain = ("copy", {"data.copy_share": 0.5, "opt.lr": 1e-3, "train.total_tokens": 8 * 32 * 5})
+  cells = study.expand(s, tmp_path / "s")
+  assert [c.id for c in cells] == ["pretrain/xs", "midtrain/xs_ptpp0.5", "cells/xs_ptpp0.5_r0",
+                                   "cells/xs_ptpp0.5_r50", "midtrain/xs_ptpp1", "cells/xs_ptpp1_r0",
+                                   "cells/xs_ptpp1_r50"]
+  pre, mid = cells[0], cells[1]
+  assert mid.needs == [pre.id] and mid.kind == "midtrain"
+  m = mid.config
+  assert (m["stage"], m["init_from"], m["data"]["copy_share"], m["opt"]["lr"]) == (
+      "adapt", str(pre.workdir), 0.5, 1e-3)
+  assert m["init_step"] == study._stage_step(study.ml_collections.ConfigDict(pre.config), 0.5)
+  assert m["data"]["target"] == pre.config["data"]["base"] and m["train"]["ptpp"] == 0
+  for c in cells[2:4]:
+    assert c.needs == [mid.id] and c.config["init_from"] == str(mid.workdir) and c.config["init_step"] == 5
+  assert cells[5].config["init_from"] == str(cells[4].workdir)
+  s.midtrain = ("copy", {"data.copy_share": 0.5, "train.total_tokens": 0})
+  with pytest.raises(ValueError, match="study.midtrain"):
+    study.expand(s, tmp_path / "s")

@@ -223,6 +223,11 @@ def provenance(root: Path, config: dict[str, Any], rows) -> str:
     s = json.loads(run.read_text())
     pre_lines.append(f"- pretraining run `pretrain/{run.parent.name}`: {s['params']:,} parameters, {s['tokens']:,} "
                      f"tokens (PTPP {s['ptpp']:.3g}), {s['wall_seconds'] / 60:.1f} min")
+  for run in sorted((root / "midtrain").glob("*/summary.json")) if (root / "midtrain").is_dir() else []:
+    s, cfg = json.loads(run.read_text()), json.loads((run.parent / "config.json").read_text())
+    pre_lines.append(f"- continued pretraining `midtrain/{run.parent.name}` from its stage's checkpoint: "
+                     f"{s['tokens']:,} tokens, copy rows {cfg['data'].get('copy_share', 0):g} of each batch, lr "
+                     f"{cfg['opt']['lr']:g}, {s['wall_seconds'] / 60:.1f} min")
   reused_note = "; the reused pretraining is extra" if config.get("pretrained") else ", its pretraining included"
   m = machine()
   return "\n".join(
@@ -246,7 +251,7 @@ def corpus_epochs(root: Path) -> list[str]:
   for c in cost["cells"]:
     if c["kind"] == "replay":
       continue
-    stage = c["cell"] if c["kind"] == "pretrain" else "adaptation runs"
+    stage = c["cell"] if c["kind"] in ("pretrain", "midtrain") else "adaptation runs"
     for corpus, e in c["epochs"].items():
       if e is not None:
         stages.setdefault(stage, {})[corpus] = max(e, stages.get(stage, {}).get(corpus, 0.0))
