@@ -92,9 +92,11 @@ def get_config(scale: str = "small"):
     s.exclude = [{"data": "original", "replay": label} for label, _ in s.axes[1][1] if label != "r0"]
     s.exclude += [{"budget": common.tokens_label(budgets[-1]), "replay": label}
                   for label, _ in s.axes[1][1] if label != "r0"]
-  # run order: the no-replay learning curves of both variants (the crossed comparison and mastery need them), then
-  # every replay ratio at each budget but the largest (the guideline's rows), then the largest budget
-  s.first = [{"replay": "r0"}] + [{"budget": common.tokens_label(b)} for b in budgets[:-1]]
+  # run order: bAbI-Synthetic at the largest budget without replay (mastery is judged there), the no-replay learning
+  # curves of both variants (the crossed comparison needs them), then every replay ratio at each budget but the
+  # largest (the guideline's rows), then the rest
+  s.first = ([{"data": "synthetic", "replay": "r0", "budget": common.tokens_label(budgets[-1])}, {"replay": "r0"}]
+             + [{"budget": common.tokens_label(b)} for b in budgets[:-1]])
   s.report = "babi"
   # claim checks (cpt_jax/research/report/babi.py): thresholds fixed before the runs
   s.claims = {
