@@ -76,6 +76,23 @@ def test_babi_report_of_a_stopped_grid_decides_nothing_it_has_not_run(tmp_path):
   assert "undecided (50 % and up not run yet)" in claim and claim.endswith("| inconclusive |"), claim
 
 
+def test_babi_accuracy_at_the_ceiling_in_every_seed_is_above_the_majority(tmp_path):
+  """A variant scoring 1.000 on every task in every seed (100 questions each) is above its majority answer, with
+  the questions' binomial interval; the same at 0.30 against a 0.30 majority is not."""
+  rows = []
+  for seed in (0, 1, 2):
+    for data, acc in (("synthetic", 0.30), ("original", 1.0)):
+      rows.append(_row(axis_data=data, adapt_tokens=3.6e5, replay_ratio=0.0, seed=seed, babi_accuracy=acc,
+                       babi_examples=200, babi_accuracy_qa1=acc, babi_majority_qa1=0.3, babi_accuracy_qa2=acc,
+                       babi_majority_qa2=0.3))
+  root = _write(tmp_path / "s", "babi", rows, {"forgetting_threshold_rel": 0.01, "plateau_tolerance": 0.02})
+  text = report.study_report(root, tmp_path / "out").read_text()
+  assert "| qa1 | 0.300 | 0.300 [0.300, 0.300] | 0.300 | 1.000 [0.964, 1.000] ▲ |" in text, text
+  lifted = [line for line in text.splitlines() if line.startswith("| Adapting to bAbI-")]
+  assert lifted[0].endswith("| inconclusive |") and "0 yes" in lifted[0], lifted[0]
+  assert lifted[1].endswith("| **yes** |") and "2 yes, 0 no, 0 undecided of 2" in lifted[1], lifted[1]
+
+
 def test_babi_guideline_compares_the_budgets_the_replay_ratios_ran_at(tmp_path):
   """A design that runs its largest budget without replay (the learning curve's end) decides "lower budgets need
   higher replay" on the smallest and largest budgets with replay; replay at one budget only decides nothing."""

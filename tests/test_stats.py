@@ -91,6 +91,22 @@ def test_too_few_seeds_or_a_degenerate_interval_is_inconclusive():
   assert v.answer == "inconclusive" and "zero-width" in v.why
 
 
+def test_perfect_accuracy_in_every_seed_is_read_against_its_questions():
+  """All seeds at 1.0 on 100 questions: the seeds cannot differ, the questions bound the accuracy from below at
+  (0.025)^(1/100) = 0.964 (exact binomial), above a 0.24 majority answer and short of 0.99."""
+  perfect = stats.accuracy_ci([1.0, 1.0, 1.0], 100)
+  assert perfect.lo == pytest.approx(0.025 ** 0.01) and perfect.hi == 1.0
+  assert stats.verdict(perfect, ">", 0.24).answer == "yes"
+  assert stats.verdict(perfect, ">", 0.99).answer == "inconclusive"
+  assert stats.verdict(stats.accuracy_ci([1.0] * 3, 2000), ">", 0.99).answer == "yes"  # more questions: tighter
+  none = stats.accuracy_ci([0.0, 0.0, 0.0], 100, offset=0.2)  # all wrong, read as a gap to a 0.2 baseline
+  assert none.estimate == pytest.approx(-0.2) and stats.verdict(none, ">", 0.0).answer == "no"
+  assert "zero-width" in stats.verdict(stats.accuracy_ci([1.0] * 3, None), ">", 0.24).why  # questions unknown
+  assert "only 2" in stats.verdict(stats.accuracy_ci([1.0, 1.0], 100), ">", 0.24).why  # still needs 3 seeds
+  mixed = stats.accuracy_ci([0.8, 0.9, 1.0], 100)  # seeds that differ keep their bootstrap interval
+  assert (mixed.lo, mixed.hi) == (stats.mean_ci([0.8, 0.9, 1.0]).lo, stats.mean_ci([0.8, 0.9, 1.0]).hi)
+
+
 # a results table: forgetting per seed of a method and of no replay, and the claim "replay reduces it"
 NONE = [0.30, 0.34, 0.27, 0.32]
 

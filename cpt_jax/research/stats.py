@@ -7,6 +7,7 @@ answered by where the interval lies, never by a point estimate:
   mean_ci(x)           mean over seeds
   diff_ci(a, b)        mean(a) − mean(b), each group resampled on its own (unpaired: different runs)
   ratio_ci(a, b)       mean(a) / mean(b)
+  accuracy_ci(x, n)    mean accuracy over seeds; at 0 or 1 in every seed, the exact binomial interval of n questions
   bootstrap(fn, *gs)   any statistic of several groups; fn maps (B, n_i) resampled arrays to (B,)
   cluster_bootstrap    a statistic of cells that each hold seeds: resample cells, then seeds within them
   verdict(iv, op, t)   "yes" if the interval lies entirely on the claim's side of t, "no" if entirely on
@@ -153,6 +154,25 @@ def diff_ci(a: Sequence[float], b: Sequence[float], **kw) -> Interval:
 def ratio_ci(a: Sequence[float], b: Sequence[float], **kw) -> Interval:
   """mean(a) / mean(b); meaningless when b's mean can be near 0 (check b's interval)."""
   return bootstrap(lambda x, y: x.mean(-1) / y.mean(-1), a, b, **kw)
+
+
+def accuracy_ci(acc: Sequence[float], questions: int | None, *, offset: float = 0.0, level: float = LEVEL,
+                **kw) -> Interval:
+  """Mean accuracy over seeds, minus `offset` (a fixed baseline, e.g. the majority answer's accuracy).
+
+  Where every seed answered all of its `questions` test questions right (or all wrong), the seeds cannot differ
+  and the bootstrap interval has zero width, which `verdict` rightly refuses as "identical seeds?". The test
+  questions are then the sample that is left: the interval becomes the exact binomial (Clopper–Pearson) one of
+  `questions` out of `questions` right, [(α/2)^(1/n), 1] (or wrong, mirrored). The seeds answer the same
+  questions, so n is the questions of one seed, not of all."""
+  x = _clean(acc)
+  iv = bootstrap(lambda a: a.mean(-1), x, level=level, **kw)
+  at_bound = x.size > 0 and questions and (np.all(x == 1.0) or np.all(x == 0.0))
+  if at_bound:
+    miss = (0.5 * (1 - level)) ** (1.0 / int(questions))
+    lo, hi = (miss, 1.0) if x[0] == 1.0 else (0.0, 1.0 - miss)
+    iv = dataclasses.replace(iv, lo=lo, hi=hi)
+  return dataclasses.replace(iv, estimate=iv.estimate - offset, lo=iv.lo - offset, hi=iv.hi - offset)
 
 
 def cluster_bootstrap(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], clusters: Sequence[Sequence[float]], *,

@@ -154,8 +154,7 @@ def babi_report(st: Study):
 
   # ------------------------------------------------------------------------------------------------ claims
   for v in V:
-    gaps = _gap_to_majority(g, v, b_max, q0)
-    iv = stats.mean_ci(gaps)
+    iv = _gap_to_majority(g, v, b_max, q0)
     vd = stats.verdict(iv, ">", 0.0)
     per_task = _accuracy_vs_majority(g, v, "babi", b_max, q0)
     counts = {a: sum(x[2].answer == a for x in per_task.values()) for a in ("yes", "no", "inconclusive")}

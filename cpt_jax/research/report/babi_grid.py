@@ -85,6 +85,11 @@ class _Grid:
           by_seed.setdefault(_seed(r), []).append(x)
     return [float(np.mean(xs)) for _, xs in sorted(by_seed.items(), key=lambda kv: str(kv[0]))]
 
+  def questions(self, v, b, q) -> int | None:
+    """The bAbI test questions behind one run's accuracy in cell (v, b, q), all tasks together."""
+    xs = self.values(v, b, q, "babi_examples")
+    return int(min(xs)) if xs else None
+
   def majority(self, key, variant: str | None = None) -> float | None:
     """A test set's fixed majority baseline (the mean over the runs that recorded it); `variant`: of the runs
     trained on it only (each run's own test set differs by variant)."""
@@ -113,26 +118,28 @@ def _fmt(iv: stats.Interval, spec: str = ".3f") -> str:
 def _accuracy_vs_majority(g: _Grid, v: str, prefix: str, b: float, q: float):
   """Per task: (interval of accuracy over seeds, majority baseline, verdict accuracy > majority)."""
   out = {}
+  n = g.questions(v, b, q)
   for t in g.tasks:
-    iv = stats.mean_ci(g.values(v, b, q, f"{prefix}_accuracy_qa{t}"))
+    iv = stats.accuracy_ci(g.values(v, b, q, f"{prefix}_accuracy_qa{t}"), n // len(g.tasks) if n else None)
     maj = g.majority(f"{prefix}_majority_qa{t}", v if prefix == "babi" else None)  # own test: v's
     vd = stats.verdict(iv, ">", maj) if maj is not None else stats.Verdict(stats.INCONCLUSIVE, "no majority baseline")
     out[t] = (iv, maj, vd)
   return out
 
 
-def _gap_to_majority(g: _Grid, v: str, b: float, q: float) -> list[float]:
-  """Per seed: the mean over tasks of (own-test accuracy − the task's majority baseline); the mean accuracy −
+def _gap_to_majority(g: _Grid, v: str, b: float, q: float) -> stats.Interval:
+  """The mean over tasks of (own-test accuracy − the task's majority baseline), over seeds; the mean accuracy −
   the mean baseline where per-task values were not recorded."""
-  out = []
+  accs, majs = [], []
   for r in g.cells.get((v, b, q), []):
     pairs = [(f"babi_accuracy_qa{t}", f"babi_majority_qa{t}") for t in g.tasks] or [
         ("babi_accuracy", "babi_majority_baseline")]
-    gaps = [acc - maj for a, m in pairs for acc, maj in [(_num(r.get(a)), _num(r.get(m)))]
+    both = [(acc, maj) for a, m in pairs for acc, maj in [(_num(r.get(a)), _num(r.get(m)))]
             if acc is not None and maj is not None]
-    if gaps:
-      out.append(float(np.mean(gaps)))
-  return out
+    if both:
+      accs.append(float(np.mean([a for a, _ in both])))
+      majs.append(float(np.mean([m for _, m in both])))
+  return stats.accuracy_ci(accs, g.questions(v, b, q), offset=float(np.mean(majs)) if majs else 0.0)
 
 
 def _test_majority(g: _Grid, mode: str) -> float | None:
