@@ -28,7 +28,9 @@ A study config (`get_config()`) holds:
                  rows and its own learning rate and token count); the stage's replay and adapt cells start from
                  its end. Cells `DIR/midtrain/<size>_ptpp<P>/`, labelled {"midtrain": label}.
 Cells are `DIR/cells/<id>/` with their own config.json and checkpoints: a finished cell (summary.json) is
-skipped, an interrupted one resumes, and `DIR/results.csv` collects one row per finished cell.
+skipped, an interrupted one resumes, and `DIR/results.csv` collects one row per finished cell. `--restore
+docs/results/<study>` first puts back the finished cells a report archived (cpt_jax/study_archive.py), so a study
+resumes on a fresh checkout.
 
 Each cell runs in its own process with its output in DIR/logs/; the runner draws the progress (read from the
 cells' metrics.jsonl) and logs to DIR/study.log. `--status` prints the grid's state, or which prerequisite is
@@ -60,7 +62,7 @@ from cpt_jax import build, console
 from cpt_jax.research import report as report_lib
 from cpt_jax.research.report.common import matches_any
 from cpt_jax.study_progress import StudyProgress
-from cpt_jax import study_cost
+from cpt_jax import study_archive, study_cost
 from cpt_jax.study_results import RESULT_COLUMNS, collect_results  # noqa: F401  (RESULT_COLUMNS: re-exported)
 
 GENERATED = "@generated"
@@ -390,6 +392,10 @@ _ACCELERATOR = flags.DEFINE_string(
     "float32 study, h100 for a bfloat16 one; cpu uses the measured wall time of finished cells).")
 _MFU = flags.DEFINE_float("mfu", 0.0, "--status: the model FLOP utilization assumed for device-hours (0: 0.4 on an "
                           "accelerator, 0.07 of the measured matmul peak on the CPU).")
+_RESTORE = flags.DEFINE_string(
+    "restore", "", "Before running: put back the finished cells archived in this directory (the cells.jsonl "
+    "tools/report.py writes beside a report's results.csv, e.g. docs/results/study_babi) where the grid still "
+    "configures them the same way.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also show the libraries' INFO lines (DIR/study.log has them all).")
 
 
@@ -400,6 +406,9 @@ def main(argv):
   root = Path(_WORKDIR.value)
   console.setup_logging(str(root), "study.log", _VERBOSE.value)
   try:
+    if _RESTORE.value:
+      restored = study_archive.restore(root, expand(_CONFIG.value, root), Path(_RESTORE.value))
+      logging.info("restored %d finished cells from %s", len(restored), _RESTORE.value)
     if _STATUS.value:
       print(status(_CONFIG.value, root, _ACCELERATOR.value, _MFU.value))
       return

@@ -91,6 +91,12 @@ def test_babi_accuracy_at_the_ceiling_in_every_seed_is_above_the_majority(tmp_pa
   lifted = [line for line in text.splitlines() if line.startswith("| Adapting to bAbI-")]
   assert lifted[0].endswith("| inconclusive |") and "0 yes" in lifted[0], lifted[0]
   assert lifted[1].endswith("| **yes** |") and "2 yes, 0 no, 0 undecided of 2" in lifted[1], lifted[1]
+  assert "did not all start from the same base" not in text
+  rows[-1]["base_loss_before"] = 5.01  # a cell restored from an archive, run on a base that came out different
+  root = _write(tmp_path / "s2", "babi", rows, {"forgetting_threshold_rel": 0.01, "plateau_tolerance": 0.02})
+  text = report.study_report(root, tmp_path / "out2").read_text()
+  assert "the cells of small at PTPP 8 did not all start from the same base**: base loss before adapting " \
+         "5.000000, 5.010000" in text
 
 
 def test_babi_guideline_compares_the_budgets_the_replay_ratios_ran_at(tmp_path):

@@ -6,7 +6,8 @@
 DIR is a study directory (`python -m cpt_jax.study --config configs/study_X.py --workdir DIR`, finished or
 not: the report covers its finished cells). The report kind comes from the study's `report` field (babi,
 forgetting, ptpp; quickstart writes DIR/quickstart.{md,png} instead). Figures go to OUT/<name>/*.png with a
-copy of DIR/results.csv; see cpt_jax/research/report/.
+copy of DIR/results.csv and the finished cells' configs and summaries (cells.jsonl: `python -m cpt_jax.study …
+--restore OUT/<name>` resumes the study from them on a fresh checkout); see cpt_jax/research/report/.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cpt_jax import console  # noqa: E402
+from cpt_jax import console, study_archive  # noqa: E402
 from cpt_jax.research import report  # noqa: E402
 
 
@@ -46,11 +47,14 @@ def main(argv=None) -> int:
         _publish(args.dir, kind, text, args.out, args.readme)
       return 0
     path = report.study_report(args.dir, args.out, args.name)
+    archived = study_archive.save(args.dir, path.with_suffix(""))
   except (OSError, ValueError) as e:
     console.fail(str(e))
   print(path.read_text())
   print(f"wrote {console.where(path)} and its figures in {console.where(path.with_suffix(''))}/ (claims of "
-        f"{report.PAPERS.get(kind, 'the seed paper')})", file=sys.stderr)
+        f"{report.PAPERS.get(kind, 'the seed paper')}), and {archived} finished cells to "
+        f"{console.where(path.with_suffix('') / study_archive.ARCHIVE)} (a fresh checkout resumes the study with "
+        f"--restore {console.where(path.with_suffix(''))})", file=sys.stderr)
   return 0
 
 

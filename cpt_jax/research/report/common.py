@@ -102,6 +102,21 @@ class AccuracyBaselines:
     ax.legend(fontsize=8, loc="upper left")
 
 
+def _mixed_bases(rows: list[dict[str, Any]]) -> list[str]:
+  """A line per stage whose cells did not all start from the same model (their base loss before adapting
+  differs): cells restored from an archive (cpt_jax/study_archive.py) over a base that was pretrained again and
+  came out different."""
+  bases: dict[tuple, set] = {}
+  for r in rows:
+    if isinstance(r.get("base_loss_before"), float) and not math.isnan(r["base_loss_before"]):
+      bases.setdefault((r.get("size"), r.get("ptpp")), set()).add(round(r["base_loss_before"], 6))
+  label = lambda p: f"{p:g}" if isinstance(p, float) else p
+  return [f"- **the cells of {size} at PTPP {label(ptpp)} did not all start from the same base**: base loss before "
+          f"adapting {', '.join(f'{x:.6f}' for x in sorted(xs))}; cells restored from an archive ran on a base "
+          "pretrained again that came out different; compare them with care"
+          for (size, ptpp), xs in sorted(bases.items(), key=str) if len(xs) > 1]
+
+
 def accuracy_baselines(rows: list[dict[str, Any]]) -> AccuracyBaselines:
   """The baselines of rows evaluated on the same bAbI examples (one study variant)."""
   n = _mean_of(rows, "babi_examples")
@@ -229,6 +244,7 @@ def provenance(root: Path, config: dict[str, Any], rows) -> str:
                      f"{s['tokens']:,} tokens, copy rows {cfg['data'].get('copy_share', 0):g} of each batch, lr "
                      f"{cfg['opt']['lr']:g}, {s['wall_seconds'] / 60:.1f} min")
   reused_note = "; the reused pretraining is extra" if config.get("pretrained") else ", its pretraining included"
+  pre_lines += _mixed_bases(rows)
   m = machine()
   return "\n".join(
       ["## Runs", ""] + lines + pre_lines + corpus_epochs(root) + [
