@@ -26,7 +26,9 @@ A study config (`get_config()`) holds:
   midtrain       optional (label, {config.path: value}): a continued-pretraining phase per (size, PTPP stage),
                  from the stage's checkpoint, on data.base (the pretraining config with these overrides, e.g. copy
                  rows and its own learning rate and token count); the stage's replay and adapt cells start from
-                 its end. Cells `DIR/midtrain/<size>_ptpp<P>/`, labelled {"midtrain": label}.
+                 its end. Cells `DIR/midtrain/<size>_ptpp<P>/`, labelled {"midtrain": label}. The phase keeps
+                 the pretraining's schedule, warmup and gradient clipping unless overridden: a copying phase
+                 under clipping at 1 learned a quarter of the copying it learned without (docs/results/README.md)
 Cells are `DIR/cells/<id>/` with their own config.json and checkpoints: a finished cell (summary.json) is
 skipped, an interrupted one resumes, and `DIR/results.csv` collects one row per finished cell. `--restore
 docs/results/<study>` first puts back the finished cells a report archived (cpt_jax/study_archive.py), so a study
