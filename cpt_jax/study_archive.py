@@ -25,13 +25,18 @@ FILES = ("cell_config.json", "before.json", "summary.json")  # summary.json last
 _ROOT = "<study>"
 
 
+def _swap(value: Any, old: str, new: str) -> Any:
+  """`value` (JSON-able) with every occurrence of the string `old` inside its strings replaced by `new`."""
+  return json.loads(json.dumps(value).replace(json.dumps(old)[1:-1], json.dumps(new)[1:-1]))
+
+
 def _portable(value: Any, root: Path) -> Any:
   """`value` with the study directory's path written as <study>, so an archive restores into another one."""
-  return json.loads(json.dumps(value).replace(json.dumps(str(root))[1:-1], _ROOT))
+  return _swap(value, str(root), _ROOT)
 
 
 def _local(value: Any, root: Path) -> Any:
-  return json.loads(json.dumps(value).replace(_ROOT, json.dumps(str(root))[1:-1]))
+  return _swap(value, _ROOT, str(root))
 
 
 def save(root: Path, dest: Path) -> int:

@@ -42,12 +42,17 @@ def _study_file(tmp_path, corpus_dir) -> Path:
   return path
 
 
-def test_expand_builds_the_grid_in_dependency_order(tmp_path, corpus_dir):
+def _study_config(tmp_path, corpus_dir):
+  """The tiny study's config, loaded as the runner loads a config file."""
   import importlib.util
   spec = importlib.util.spec_from_file_location("study_tiny", _study_file(tmp_path, corpus_dir))
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
-  cells = study.expand(mod.get_config(), tmp_path / "s")
+  return mod.get_config()
+
+
+def test_expand_builds_the_grid_in_dependency_order(tmp_path, corpus_dir):
+  cells = study.expand(_study_config(tmp_path, corpus_dir), tmp_path / "s")
   assert [c.id for c in cells] == ["pretrain/xs", "cells/xs_ptpp0.5_r0", "cells/xs_ptpp0.5_r50",
                                    "cells/xs_ptpp1_r0", "cells/xs_ptpp1_r50"]
   pre = cells[0].config
@@ -61,11 +66,7 @@ def test_expand_builds_the_grid_in_dependency_order(tmp_path, corpus_dir):
 def test_expand_runs_each_seed_and_pretrains_each_stage_on_its_own(tmp_path, corpus_dir):
   """seeds: one adaptation cell per seed (its `seed` set, excludable by label); pretrain_per_stage: one
   pretraining run per stage, whose schedule ends at that stage, each stage's cells starting from its end."""
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("study_tiny", _study_file(tmp_path, corpus_dir))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  s = mod.get_config()
+  s = _study_config(tmp_path, corpus_dir)
   s.seeds, s.pretrain_per_stage = [0, 1, 2], True
   s.exclude = [{"ptpp": "0.5", "seed": "s1"}]
   cells = study.expand(s, tmp_path / "s")
@@ -128,12 +129,8 @@ def test_killed_study_resumes_without_redoing_cells(tmp_path, corpus_dir):
 
 
 def test_expand_reuses_an_existing_pretraining_run(tmp_path, corpus_dir):
-  import importlib.util
   import json
-  spec = importlib.util.spec_from_file_location("study_tiny", _study_file(tmp_path, corpus_dir))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  s = mod.get_config()
+  s = _study_config(tmp_path, corpus_dir)
   run = tmp_path / "old_pretrain"
   run.mkdir()
   cfg = s.pretrain.to_dict()
@@ -165,11 +162,7 @@ def test_expand_reuses_an_existing_pretraining_run(tmp_path, corpus_dir):
 def test_midtrain_continues_each_stage_on_the_base_corpus_and_the_cells_start_from_it(tmp_path, corpus_dir):
   """study.midtrain: one continued-pretraining run per stage, from the stage's checkpoint, on data.base with the
   overrides (copy rows here); that stage's cells start from the phase's last step."""
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("study_tiny", _study_file(tmp_path, corpus_dir))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  s = mod.get_config()
+  s = _study_config(tmp_path, corpus_dir)
   s.midtrain = ("copy", {"data.copy_share": 0.5, "opt.lr": 1e-3, "train.total_tokens": 8 * 32 * 5})
   cells = study.expand(s, tmp_path / "s")
   assert [c.id for c in cells] == ["pretrain/xs", "midtrain/xs_ptpp0.5", "cells/xs_ptpp0.5_r0",

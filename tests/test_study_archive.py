@@ -1,19 +1,15 @@
 """Finished cells carried across checkouts: archived beside a report, restored into a fresh study directory."""
 
-import importlib.util
 import json
 
 import pytest
 
 from cpt_jax import study, study_archive
-from tests.test_study import _study_file
+from tests.test_study import _study_config
 
 
 def _grid(tmp_path, corpus_dir, root, lr=None):
-  spec = importlib.util.spec_from_file_location("study_tiny", _study_file(tmp_path, corpus_dir))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  s = mod.get_config()
+  s = _study_config(tmp_path, corpus_dir)
   if lr is not None:
     s.adapt.opt.lr = lr
   return study.expand(s, root)
