@@ -96,6 +96,8 @@ def new_study(scale: str, target_kind: str, target_name: str):
   s.sizes = [(scale, {})]
   s.pretrain_per_stage = True
   s.seeds = [0, 1, 2]
+  if scale == "small":  # what a small study is sized for: 2 CPU cores, ≤ 6 h of wall time over its invocations
+    s.wall_hours_budget = 6.0
   a = adapt_base(scale)
   a.data.target.kind, a.data.target.name = target_kind, target_name
   return s, a

@@ -16,6 +16,8 @@ A study config (`get_config()`) holds:
   pretrain_per_stage  optional bool: one pretraining run per (size, PTPP stage), each with its own schedule
                  ending at that stage (a model trained *to* PTPP P), instead of one run saved at every stage
   exclude        optional [{axis: label, ...}, ...]: grid cells matching every pair of one entry are left out
+  wall_hours_budget  optional hours: the wall time the study is sized for on its machine; its report sets the
+                 measured and still-to-run hours against it
   first          optional [{axis: label, ...}, ...]: run order: cells matching the first entry, then those
                  matching the second, …, then the rest (the ones the claims need most first, so a study
                  stopped early still has them)
@@ -90,8 +92,12 @@ class Cell:
     if self.reused and self.stage_steps:  # finished, or (still running / stopped) with every stage committed
       return (self.workdir / "summary.json").exists() or all(
           (self.workdir / "checkpoints" / str(s)).is_dir() for s in self.stage_steps)
-    marker = "summary.json" if self.kind != "replay" else "self_replay/1.0.0/dataset_info.json"
-    return (self.workdir / marker).exists()
+    return self.done_file.exists()
+
+  @property
+  def done_file(self) -> Path:
+    """The file whose existence means the cell finished (written last by its run)."""
+    return self.workdir / ("summary.json" if self.kind != "replay" else "self_replay/1.0.0/dataset_info.json")
 
   @property
   def reused(self) -> bool:
@@ -289,7 +295,7 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
   study_cost.check_repeats(cost)  # a run reading a corpus > 4 times: refused, named
   root.mkdir(parents=True, exist_ok=True)
   (root / "study_config.json").write_text(study.to_json_best_effort(indent=2))
-  (root / "cost.json").write_text(json.dumps(study_cost.to_json(cost), indent=2))
+  (root / "cost.json").write_text(json.dumps(study_cost.to_json(cost, root), indent=2))
   log_dir = root / "logs"
   log_dir.mkdir(exist_ok=True)
   failed: set[str] = set()

@@ -227,13 +227,19 @@ def repeats(cost: StudyCost, max_epochs: float = MAX_EPOCHS) -> list[tuple[str, 
   return [(cell, cost.corpora[key].label, e) for cell, key, e in _repeats(cost, max_epochs)]
 
 
-def to_json(cost: StudyCost) -> dict[str, Any]:
-  """Every cell's tokens, FLOPs and corpus epochs, and each corpus's size: the runner writes it as
-  DIR/cost.json, from which the reports state the epochs each stage consumed."""
+def to_json(cost: StudyCost, root: Path) -> dict[str, Any]:
+  """Every cell's tokens, FLOPs, corpus epochs and the file that marks it finished (relative to the study
+  directory `root`), and each corpus's size: the runner writes it as DIR/cost.json, from which the reports
+  state the epochs each stage consumed and the hours still to run."""
+  def done_file(cell: Cell) -> str | None:
+    return None if cell.reused else str(cell.done_file.relative_to(root)) if cell.done_file.is_relative_to(root) \
+        else str(cell.done_file)
+
   return {
       "corpora": {k: {"label": c.label, "tokens": c.tokens, "how": c.how, "by_design": c.by_design,
                       "estimated": c.estimated} for k, c in cost.corpora.items()},
       "cells": [{"cell": c.cell.id, "kind": c.cell.kind, "tokens": c.tokens, "flops": c.flops,
+                 "done_file": done_file(c.cell),
                  "epochs": {cost.corpora[k].label: e for k, e in cost.epochs(c).items()}} for c in cost.cells],
   }
 

@@ -322,3 +322,23 @@ def test_reports_state_the_corpus_epochs_of_each_stage(tmp_path):
   assert "- pretrain/d32_ptpp500: english 2.30" in lines
   assert "- adaptation runs: english 0.01, spanish 0.50" in lines
   assert lines[-1].startswith("- corpus sizes: english 10.00M tokens (measured)")
+
+
+def test_an_unfinished_study_states_its_hours_left_against_its_budget(tmp_path):
+  """The runs not yet finished cost their FLOPs at the rate the finished ones achieved (their own wall time);
+  with the runner's hours so far that is set against the study's wall_hours_budget."""
+  from cpt_jax.research.report import common  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  cells = [{"cell": "pretrain/p", "kind": "pretrain", "flops": 3.6e12, "done_file": "pretrain/p/summary.json"},
+           {"cell": "cells/a", "kind": "adapt", "flops": 3.6e12, "done_file": "cells/a/summary.json"},
+           {"cell": "cells/b", "kind": "adapt", "flops": 7.2e12, "done_file": "cells/b/summary.json"},
+           {"cell": "pretrain/reused", "kind": "pretrain", "flops": 0.0, "done_file": None}]
+  (tmp_path / "cost.json").write_text(json.dumps({"cells": cells}))
+  for name, wall in (("pretrain/p", 1800.0), ("cells/a", 1800.0)):  # 3.6e12 FLOPs in 1,800 s each: 2 GFLOP/s
+    (tmp_path / name).mkdir(parents=True)
+    (tmp_path / name / "summary.json").write_text(json.dumps({"wall_seconds": wall}))
+  lines = common._hours_left(tmp_path, {"wall_hours_budget": 6}, 3600.0)  # pylint: disable=protected-access
+  assert lines[0].startswith("Still to run: 1 of 3 runs (7.2e+12 FLOPs), 1.0 h at the 2 GFLOP/s the 2 finished")
+  assert "1.0 h measured so far and 1.0 h still to run make 2.0 h, within it (4.0 h to spare)" in lines[1]
+  lines = common._hours_left(tmp_path, {"wall_hours_budget": 1.5}, 3600.0)  # pylint: disable=protected-access
+  assert lines[1].endswith("make 2.0 h, over it by 0.5 h.")
+  assert len(common._hours_left(tmp_path, {}, 3600.0)) == 1  # pylint: disable=protected-access

@@ -253,7 +253,43 @@ def provenance(root: Path, config: dict[str, Any], rows) -> str:
           f"Wall time: {runner / 60:.1f} min for the study runner (all invocations above{reused_note}), of which "
           f"{cells / 60:.1f} min inside the {len(rows)} adaptation cells' training loops "
           "(results.csv `wall_seconds`; the rest is process start, compilation, data preparation, "
-          "replay generation and evaluation).", ""])
+          "replay generation and evaluation)."] + _hours_left(root, config, runner) + [""])
+
+
+def _hours_left(root: Path, config: dict[str, Any], runner_seconds: float) -> list[str]:
+  """The runs still to run and their hours at the FLOP rate the finished runs achieved on this machine, set
+  against the study's wall_hours_budget: an unfinished study's report says what finishing it takes."""
+  try:
+    cells = json.loads((root / "cost.json").read_text())["cells"]
+  except (OSError, ValueError, KeyError):
+    return []
+  cells = [c for c in cells if c.get("done_file") and c["flops"]]
+  done, pending, done_wall = [], [], 0.0
+  for c in cells:
+    marker = root / c["done_file"]
+    if not marker.exists():
+      pending.append(c)
+    elif c["kind"] != "replay":
+      wall = json.loads(marker.read_text()).get("wall_seconds")
+      if wall:
+        done.append(c)
+        done_wall += wall
+  if not done:
+    return []
+  rate = sum(c["flops"] for c in done) / done_wall
+  left = sum(c["flops"] for c in pending) / rate
+  lines = [f"Still to run: {len(pending)} of {len(cells)} runs ({sum(c['flops'] for c in pending):.3g} FLOPs), "
+           f"{left / 3600:.1f} h at the {rate / 1e9:.3g} GFLOP/s the {len(done)} finished runs achieved here "
+           "(their own wall time, compilation and evaluation included)."]
+  budget = config.get("wall_hours_budget")
+  if budget:
+    total = (runner_seconds + left) / 3600
+    verdict = (f"over it by {total - budget:.1f} h" if total > budget
+               else f"within it ({budget - total:.1f} h to spare)")
+    lines.append(f"Budget: the study is sized for {budget:g} h of wall time on {machine()['cores']} CPU cores; "
+                 f"{runner_seconds / 3600:.1f} h measured so far and {left / 3600:.1f} h still to run make "
+                 f"{total:.1f} h, {verdict}.")
+  return lines
 
 
 def corpus_epochs(root: Path) -> list[str]:
