@@ -302,7 +302,7 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
   started: set[str] = set()
   by_id = {c.id: c for c in cells}
   t0 = time.time()
-  progress = StudyProgress(cells, t0)
+  progress = StudyProgress(cells, t0, jobs=jobs)
   with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
     running: dict[concurrent.futures.Future, Cell] = {}
     while True:

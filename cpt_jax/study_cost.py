@@ -232,8 +232,9 @@ def to_json(cost: StudyCost, root: Path) -> dict[str, Any]:
   directory `root`), and each corpus's size: the runner writes it as DIR/cost.json, from which the reports
   state the epochs each stage consumed and the hours still to run."""
   def done_file(cell: Cell) -> str | None:
-    return None if cell.reused else str(cell.done_file.relative_to(root)) if cell.done_file.is_relative_to(root) \
-        else str(cell.done_file)
+    if cell.reused:  # not this study's work
+      return None
+    return str(cell.done_file.relative_to(root) if cell.done_file.is_relative_to(root) else cell.done_file)
 
   return {
       "corpora": {k: {"label": c.label, "tokens": c.tokens, "how": c.how, "by_design": c.by_design,

@@ -70,13 +70,13 @@ class StudyProgress:
   the mean overhead plus its tokens at the mean rate of the finished cells of its kind. Kinds differ: a
   pretraining run's overhead (tokenizer training, corpus packing: ~14 min for a 1M-parameter model) charged to
   every adaptation cell (~1.5 min) overstated a study's ETA 3×, so a kind with no finished cell yet is
-  counted at the measured rate of the others and no overhead. Before any cell has finished: tokens over wall
-  time."""
+  counted at the measured rate of the others and no overhead. With `jobs` cells at a time the sum is shared
+  among them. Before any cell has finished: tokens over wall time."""
 
-  def __init__(self, cells: list[Cell], t0: float, terminal: bool | None = None):
+  def __init__(self, cells: list[Cell], t0: float, terminal: bool | None = None, jobs: int = 1):
     self._budget = {c.id: cell_tokens(c) for c in cells}
     self._pending = {c.id for c in cells if not c.done}
-    self._n_cells, self._t0 = len(cells), t0
+    self._n_cells, self._t0, self._jobs = len(cells), t0, max(1, jobs)
     self._finished = self._initial = sum(self._budget[c.id] for c in cells if c.done)
     self._total = sum(self._budget.values())
     self._running: dict[str, tuple[Cell, tqdm, float]] = {}
@@ -126,17 +126,18 @@ class StudyProgress:
   def seconds_left(self) -> float | None:
     now = time.time()
     if self._measured:
-      left = 0.0
+      per_cell = []
       for cid in self._pending:
         budget = self._budget[cid]
         overhead, rate = self._expected(self._kind[cid])
         if cid in self._running:
           cell, _, started = self._running[cid]
           tokens = min(cell_progress(cell.workdir)[0], budget)
-          left += max((budget - tokens) / rate, overhead + budget / rate - (now - started))
+          per_cell.append(max((budget - tokens) / rate, overhead + budget / rate - (now - started)))
         else:
-          left += overhead + budget / rate
-      return left
+          per_cell.append(overhead + budget / rate)
+      # `jobs` cells at a time, each at the rate measured while they ran side by side
+      return max(sum(per_cell) / self._jobs, max(per_cell, default=0.0))
     done = self.tokens - self._initial
     return (self._total - self.tokens) * (now - self._t0) / done if done > 0 else None
 

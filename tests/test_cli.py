@@ -165,25 +165,28 @@ def test_study_progress_reads_running_cells(tmp_path):
   progress.close()
 
 
-def test_study_eta_charges_each_kind_its_own_overhead(tmp_path, monkeypatch):
-  """A pretraining run's long overhead (tokenizer, corpus packing) is not charged to the adaptation cells."""
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_study_eta_charges_each_kind_its_own_overhead(tmp_path, monkeypatch, jobs):
+  """A pretraining run's long overhead (tokenizer, corpus packing) is not charged to the adaptation cells; with
+  two jobs two cells run at once."""
   monkeypatch.setattr(study_progress, "cell_tokens", lambda c: c.config["tokens"])
   cells = [study.Cell(f"{kind}/c{i}", kind, tmp_path / f"c{i}", {"tokens": 1000}, {}, [])
            for i, kind in enumerate(["pretrain", "adapt", "adapt"])]
-  progress = study_progress.StudyProgress(cells, time.time(), terminal=False)
+  progress = study_progress.StudyProgress(cells, time.time(), terminal=False, jobs=jobs)
 
   def run(cell, seconds):
     cell.workdir.mkdir()
     progress.start(cell)
     with open(cell.workdir / "metrics.jsonl", "w") as f:  # 100 tokens/s over its steps: 10 s of its wall time
       f.write(json.dumps({"step": 4, "tokens": 1000, "train/tokens_per_sec": 100.0}) + "\n")
-    cell_id, bar, _ = progress._running[cell.id]  # pylint: disable=protected-access
-    progress._running[cell.id] = (cell_id, bar, time.time() - seconds)  # pylint: disable=protected-access
+    running, bar, _ = progress._running[cell.id]  # pylint: disable=protected-access
+    progress._running[cell.id] = (running, bar, time.time() - seconds)  # pylint: disable=protected-access
     progress.finish(cell, True)
 
   run(cells[0], 600)  # 590 s of overhead
-  assert progress.outlook() == "1 of 3 cells done, about 20 s left"  # not 2 × (590 + 10) s
-  run(cells[1], 40)  # an adaptation cell: 30 s of overhead
+  # two adaptation cells of 10 s each (not 2 × (590 + 10) s), one after the other or side by side
+  assert progress.outlook() == f"1 of 3 cells done, about {20 // jobs} s left"
+  run(cells[1], 40)  # an adaptation cell: 30 s of overhead; the last one takes as long with two jobs
   left = progress.seconds_left()
   assert 39 <= left <= 41, left
   progress.close()

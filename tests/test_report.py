@@ -325,20 +325,34 @@ def test_reports_state_the_corpus_epochs_of_each_stage(tmp_path):
 
 
 def test_an_unfinished_study_states_its_hours_left_against_its_budget(tmp_path):
-  """The runs not yet finished cost their FLOPs at the rate the finished ones achieved (their own wall time);
-  with the runner's hours so far that is set against the study's wall_hours_budget."""
+  """The runs not yet finished cost their FLOPs at the rate the finished runs of their kind achieved (their own
+  wall time ÷ the runs that shared the machine with them); with the runner's hours so far that is set against the
+  study's wall_hours_budget."""
   from cpt_jax.research.report import common  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  hours_left = common._hours_left  # pylint: disable=protected-access
+  assert "not recorded" in hours_left(tmp_path, {}, 0.0)[0]
   cells = [{"cell": "pretrain/p", "kind": "pretrain", "flops": 3.6e12, "done_file": "pretrain/p/summary.json"},
-           {"cell": "cells/a", "kind": "adapt", "flops": 3.6e12, "done_file": "cells/a/summary.json"},
+           {"cell": "cells/a", "kind": "adapt", "flops": 7.2e12, "done_file": "cells/a/summary.json"},
            {"cell": "cells/b", "kind": "adapt", "flops": 7.2e12, "done_file": "cells/b/summary.json"},
+           {"cell": "cells/c", "kind": "adapt", "flops": 7.2e12, "done_file": "cells/c/summary.json"},
            {"cell": "pretrain/reused", "kind": "pretrain", "flops": 0.0, "done_file": None}]
   (tmp_path / "cost.json").write_text(json.dumps({"cells": cells}))
-  for name, wall in (("pretrain/p", 1800.0), ("cells/a", 1800.0)):  # 3.6e12 FLOPs in 1,800 s each: 2 GFLOP/s
+  # the pretraining: 1 GFLOP/s (its tokenizer and packing time); a and b side by side (2 jobs), 3,600 s each:
+  # 4 GFLOP/s together
+  for name, wall in (("pretrain/p", 3600.0), ("cells/a", 3600.0), ("cells/b", 3600.0)):
     (tmp_path / name).mkdir(parents=True)
     (tmp_path / name / "summary.json").write_text(json.dumps({"wall_seconds": wall}))
-  lines = common._hours_left(tmp_path, {"wall_hours_budget": 6}, 3600.0)  # pylint: disable=protected-access
-  assert lines[0].startswith("Still to run: 1 of 3 runs (7.2e+12 FLOPs), 1.0 h at the 2 GFLOP/s the 2 finished")
-  assert "1.0 h measured so far and 1.0 h still to run make 2.0 h, within it (4.0 h to spare)" in lines[1]
-  lines = common._hours_left(tmp_path, {"wall_hours_budget": 1.5}, 3600.0)  # pylint: disable=protected-access
-  assert lines[1].endswith("make 2.0 h, over it by 0.5 h.")
-  assert len(common._hours_left(tmp_path, {}, 3600.0)) == 1  # pylint: disable=protected-access
+  (tmp_path / "invocations.jsonl").write_text(
+      json.dumps({"cells_run": ["pretrain/p"], "jobs": 1}) + "\n" +
+      json.dumps({"cells_run": ["cells/a", "cells/b"], "jobs": 2}) + "\n")
+  lines = hours_left(tmp_path, {"wall_hours_budget": 6}, 7200.0)
+  assert lines[0].startswith("Still to run: 1 of 4 training runs (7.2e+12 FLOPs), 0.5 h at the GFLOP/s"), lines[0]
+  assert "(adapt 4, pretrain 1;" in lines[0]
+  assert lines[1].endswith("2.0 h measured and 0.5 h still to run make 2.5 h, within it (3.5 h to spare).")
+  assert hours_left(tmp_path, {"wall_hours_budget": 2}, 7200.0)[1].endswith("make 2.5 h, over it by 0.5 h.")
+  assert len(hours_left(tmp_path, {}, 7200.0)) == 1
+  (tmp_path / "cells/c").mkdir()
+  (tmp_path / "cells/c/summary.json").write_text(json.dumps({"wall_seconds": 1800.0}))
+  assert hours_left(tmp_path, {"wall_hours_budget": 6}, 9000.0) == [
+      "Budget: the study is sized for 6 h of wall time on its machine; 2.5 h measured make 2.5 h, within it "
+      "(3.5 h to spare)."]

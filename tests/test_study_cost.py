@@ -117,6 +117,14 @@ def test_cpu_hours_are_the_measured_wall_time_of_finished_cells(tmp_path):
   assert hours[0] == 2.0 and "measured wall time of the 1 finished cells" in how
   rate = cost.cells[0].flops / 7200.0
   assert hours[1] == pytest.approx(cost.cells[1].flops / rate / 3600)
+  # the same through cost.json, as a report reads it: the done files point at the cells' summaries
+  from cpt_jax.research.report import common  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  (tmp_path / "s" / "cost.json").write_text(json.dumps(study_cost.to_json(cost, tmp_path / "s")))
+  assert json.loads((tmp_path / "s" / "cost.json").read_text())["cells"][0]["done_file"] == \
+      f"{pre.id}/summary.json"
+  line = common._hours_left(tmp_path / "s", {}, 7200.0)[0]  # pylint: disable=protected-access
+  assert line.startswith(f"Still to run: {len(cells) - 1} of {len(cells)} training runs"), line
+  assert f", {sum(hours[1:]):.1f} h at the GFLOP/s" in line, line
   gpu, how = study_cost.device_hours(cost, "TPU v5e", 0.5)
   assert gpu[0] == pytest.approx(cost.cells[0].flops / (197e12 * 0.5) / 3600) and "TPU v5e" in how
   with pytest.raises(ValueError, match="--accelerator"):

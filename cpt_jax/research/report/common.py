@@ -257,37 +257,51 @@ def provenance(root: Path, config: dict[str, Any], rows) -> str:
 
 
 def _hours_left(root: Path, config: dict[str, Any], runner_seconds: float) -> list[str]:
-  """The runs still to run and their hours at the FLOP rate the finished runs achieved on this machine, set
-  against the study's wall_hours_budget: an unfinished study's report says what finishing it takes."""
+  """The runs still to run and their hours at the FLOP rate the finished runs of their kind achieved, set against
+  the study's wall_hours_budget: an unfinished study's report says what finishing it takes.
+
+  A finished run's rate counts the runs that shared the cores with it: its FLOPs over its wall time ÷ the `jobs`
+  of the invocation that ran it (two bAbI cells side by side each run at 0.6× the speed of one alone, together
+  at 1.2×). The rate of a kind with no finished run is the pooled rate. Sampling runs (self-generated replay)
+  are left out: their speed per FLOP is not a training run's."""
   try:
     cells = json.loads((root / "cost.json").read_text())["cells"]
-  except (OSError, ValueError, KeyError):
-    return []
-  cells = [c for c in cells if c.get("done_file") and c["flops"]]
-  done, pending, done_wall = [], [], 0.0
+    assert all("done_file" in c for c in cells)
+  except (OSError, ValueError, KeyError, AssertionError):
+    return ["Still to run: not recorded (cost.json predates it; the study command rewrites it)."]
+  jobs = {}
+  for line in (root / "invocations.jsonl").read_text().splitlines() if (root / "invocations.jsonl").exists() else []:
+    inv = json.loads(line) if line.strip() else {}
+    jobs.update({c: max(1, inv.get("jobs", 1)) for c in inv.get("cells_run", [])})
+  cells = [c for c in cells if c["done_file"] and c["flops"] and c["kind"] != "replay"]
+  pending, flops, seconds = [], {}, {}  # kind → finished runs' FLOPs and wall seconds per job slot
   for c in cells:
     marker = root / c["done_file"]
+    wall = json.loads(marker.read_text()).get("wall_seconds") if marker.exists() else None
     if not marker.exists():
       pending.append(c)
-    elif c["kind"] != "replay":
-      wall = json.loads(marker.read_text()).get("wall_seconds")
-      if wall:
-        done.append(c)
-        done_wall += wall
-  if not done:
+    elif wall:
+      flops[c["kind"]] = flops.get(c["kind"], 0.0) + c["flops"]
+      seconds[c["kind"]] = seconds.get(c["kind"], 0.0) + wall / jobs.get(c["cell"], 1)
+  if not flops:
     return []
-  rate = sum(c["flops"] for c in done) / done_wall
-  left = sum(c["flops"] for c in pending) / rate
-  lines = [f"Still to run: {len(pending)} of {len(cells)} runs ({sum(c['flops'] for c in pending):.3g} FLOPs), "
-           f"{left / 3600:.1f} h at the {rate / 1e9:.3g} GFLOP/s the {len(done)} finished runs achieved here "
-           "(their own wall time, compilation and evaluation included)."]
+  pooled = sum(flops.values()) / sum(seconds.values())
+  left = sum(c["flops"] / (flops[c["kind"]] / seconds[c["kind"]] if c["kind"] in flops else pooled)
+             for c in pending)
+  lines = []
+  if pending:
+    rates = ", ".join(f"{k} {flops[k] / seconds[k] / 1e9:.3g}" for k in sorted(flops))
+    lines.append(f"Still to run: {len(pending)} of {len(cells)} training runs "
+                 f"({sum(c['flops'] for c in pending):.3g} FLOPs), {left / 3600:.1f} h at the GFLOP/s the finished "
+                 f"runs of their kind achieved ({rates}; their wall time, compilation and evaluation included, "
+                 "÷ the runs that shared the machine with them).")
   budget = config.get("wall_hours_budget")
   if budget:
     total = (runner_seconds + left) / 3600
     verdict = (f"over it by {total - budget:.1f} h" if total > budget
                else f"within it ({budget - total:.1f} h to spare)")
-    lines.append(f"Budget: the study is sized for {budget:g} h of wall time on {machine()['cores']} CPU cores; "
-                 f"{runner_seconds / 3600:.1f} h measured so far and {left / 3600:.1f} h still to run make "
+    so_far = f"{runner_seconds / 3600:.1f} h measured" + (f" and {left / 3600:.1f} h still to run" if pending else "")
+    lines.append(f"Budget: the study is sized for {budget:g} h of wall time on its machine; {so_far} make "
                  f"{total:.1f} h, {verdict}.")
   return lines
 
