@@ -74,6 +74,12 @@ def test_babi_report_of_a_stopped_grid_decides_nothing_it_has_not_run(tmp_path):
   assert "| qa1 | 0.100 | 0.360 [0.350, 0.370] ▲ | 0.300 | 0.360 [0.350, 0.370] ▲ |" in text
   claim = next(line for line in text.splitlines() if line.startswith("| Lower compute budgets need higher replay"))
   assert "undecided (50 % and up not run yet)" in claim and claim.endswith("| inconclusive |"), claim
+  # the no-replay cells of two budgets, no replay cell yet: no guideline, not "no"
+  root = _write(tmp_path / "r0", "babi", [r for r in rows if r["replay_ratio"] == 0],
+                {"forgetting_threshold_rel": 0.01, "plateau_tolerance": 0.02})
+  text = report.study_report(root, tmp_path / "out_r0").read_text()
+  claim = next(line for line in text.splitlines() if line.startswith("| Lower compute budgets need higher replay"))
+  assert "no replay run yet" in claim and claim.endswith("| inconclusive |"), claim
 
 
 def test_babi_accuracy_at_the_ceiling_in_every_seed_is_above_the_majority(tmp_path):

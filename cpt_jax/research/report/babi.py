@@ -180,8 +180,9 @@ def babi_report(st: Study):
   # 5–10 % replay enough
   q10 = [q for q in Q if 0 < q <= 0.10 + 1e-9]
   q_ref = q10[-1] if q10 else next((q for q in Q if q > 0.10), None)
-  # the budgets the replay ratios ran at (a design may run the largest budget without replay only)
-  GB = [b for b in B if any((syn, b, q) in g.cells for q in Q if q > 0)] or B
+  # the budgets the replay ratios ran at (a design may run its largest budgets without replay only; a grid whose
+  # replay cells have not run yet has none)
+  GB = [b for b in B if any((syn, b, q) in g.cells for q in Q if q > 0)]
   if q_ref is not None:
     parts, none_parts = [], []
     for b in GB:
@@ -199,9 +200,9 @@ def babi_report(st: Study):
             for b in GB) + f" against ≤ {_pct(thr)}", vd))
   # lower budgets need higher replay
   gs = guide[syn]
-  small, large = gs[GB[0]], gs[GB[-1]]
+  small, large = (gs[GB[0]], gs[GB[-1]]) if GB else (None, None)
   if len(GB) < 2:
-    vd = stats.Verdict(stats.INCONCLUSIVE, "the replay ratios ran at one budget only")
+    vd = stats.Verdict(stats.INCONCLUSIVE, f"the replay ratios ran at {'one budget only' if GB else 'no budget yet'}")
   elif not (small["complete"] and large["complete"]):
     vd = stats.Verdict(stats.INCONCLUSIVE, "not every replay ratio has run at both budgets yet")
   elif small["sure"] is None or large["sure"] is None:
@@ -215,7 +216,8 @@ def babi_report(st: Study):
     vd = stats.Verdict(stats.INCONCLUSIVE, "the guideline intervals of the two budgets overlap")
   claims.append(_claim(
       "Lower compute budgets need higher replay ratios to prevent forgetting",
-      f"bAbI-{syn} guideline, smallest → largest budget with replay: " + " → ".join(gs[b]["short"] for b in GB),
+      f"bAbI-{syn} guideline, smallest → largest budget with replay: "
+      + (" → ".join(gs[b]["short"] for b in GB) if GB else "no replay run yet"),
       vd))
   # synthetic vs original
   if oth is not None:

@@ -111,7 +111,10 @@ def _scale_section(st: Study, g: _Grid, syn: str, thr: float, tol: float, guide)
   copying = _copying(g)
   if copying:
     (cannot if copying[0] else can).append(copying[1])
-  if g.crossed:
+  if g.crossed and len(g.variants) < 2:
+    cannot.append(f"Synthetic vs original: every run answers both variants' held-out test stories, but only "
+                  f"bAbI-{g.variants[0]} has been trained on so far.")
+  elif g.crossed:
     can.append("Synthetic vs original is compared on the same held-out test stories of both variants.")
   else:
     cannot.append("Synthetic vs original: each run was scored on its own variant's test only, so the two are not "

@@ -209,6 +209,7 @@ def provenance(root: Path, config: dict[str, Any], rows) -> str:
     lines.append(f"- `{argv}`: {_utc(i['started'])} → {_utc(i['finished'])}, {i['seconds'] / 60:.1f} min, "
                  f"{len(i['cells_run'])} cells run{', ' + str(len(i['failed'])) + ' failed' if i['failed'] else ''}")
   runner = sum(i["seconds"] for i in inv)
+  jobs = max([i.get("jobs", 1) for i in inv], default=1)
   recorded = {c.split("/", 1)[-1] for i in inv for c in i["cells_run"]}
   unrecorded = [r for r in rows if r.get("cell") not in recorded]
   if unrecorded:
@@ -250,10 +251,10 @@ def provenance(root: Path, config: dict[str, Any], rows) -> str:
       ["## Runs", ""] + lines + pre_lines + corpus_epochs(root) + [
           "",
           f"Machine: {m['cores']} CPU cores ({m['cpu']}), {m['system']}, CPU only (JAX on CPU).",
-          f"Wall time: {runner / 60:.1f} min for the study runner (all invocations above{reused_note}), of which "
-          f"{cells / 60:.1f} min inside the {len(rows)} adaptation cells' training loops "
-          "(results.csv `wall_seconds`; the rest is process start, compilation, data preparation, "
-          "replay generation and evaluation)."] + _hours_left(root, config, runner) + [""])
+          f"Wall time: {runner / 60:.1f} min for the study runner (all invocations above{reused_note}); the "
+          f"{len(rows)} adaptation cells' own wall times (results.csv `wall_seconds`) sum to {cells / 60:.1f} min"
+          + (f", with up to {jobs} cells running at a time." if jobs > 1 else ".")] + _hours_left(root, config, runner)
+      + [""])
 
 
 def _hours_left(root: Path, config: dict[str, Any], runner_seconds: float) -> list[str]:
