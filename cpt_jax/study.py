@@ -37,9 +37,11 @@ docs/results/<study>` first puts back the finished cells a report archived (cpt_
 resumes on a fresh checkout.
 
 Each cell runs in its own process with its output in DIR/logs/; the runner draws the progress (read from the
-cells' metrics.jsonl) and logs to DIR/study.log. `--status` prints the grid's state, or which prerequisite is
-missing and the command that makes it, and each cell's tokens, FLOPs, device-hours (`--accelerator h100 --mfu 0.4`)
-and corpus epochs (cpt_jax/study_cost.py; a study with a run that reads a corpus more than 4 times is refused).
+cells' metrics.jsonl) and logs to DIR/study.log. A SIGTERM/SIGINT to the runner is passed to the running cells
+(they checkpoint), no new cell starts, and the runner exits 75 like a preempted run. `--status` prints the
+grid's state, or which prerequisite is missing and the command that makes it, and each cell's tokens, FLOPs,
+device-hours (`--accelerator h100 --mfu 0.4`) and corpus epochs (cpt_jax/study_cost.py; a study with a run
+that reads a corpus more than 4 times is refused).
 """
 
 from __future__ import annotations
@@ -51,8 +53,10 @@ import json
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -262,6 +266,53 @@ def _check_reused(cells: list[Cell]) -> None:
                        f"{c.config['init_step']} (PTPP {c.labels['ptpp']})")
 
 
+class Stopped(Exception):
+  """SIGTERM/SIGINT reached the runner: its running cells were passed the signal and checkpointed."""
+
+
+class _Children:
+  """The cells' processes, so that a SIGTERM/SIGINT to the runner reaches them (they checkpoint and exit 75)
+  instead of leaving them training as orphans that hold their workdirs' leases; no new cell starts after it."""
+
+  def __init__(self):
+    self.signal = None
+    self._procs: set[subprocess.Popen] = set()
+    self._lock = threading.Lock()
+
+  def install(self) -> dict:
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread: signals stay with the caller
+        pass
+    return previous
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal = signum
+    logging.warning("received %s: passing it to the running cells (they checkpoint), starting no new cell",
+                    signal.Signals(signum).name)
+    with self._lock:
+      for proc in self._procs:
+        proc.send_signal(signal.SIGTERM)
+
+  def run(self, cmd: list[str], **kwargs) -> int:
+    with self._lock:
+      if self.signal is not None:
+        return 75
+      proc = subprocess.Popen(cmd, **kwargs)  # pylint: disable=consider-using-with  # waited on below
+      self._procs.add(proc)
+    try:
+      return proc.wait()
+    finally:
+      with self._lock:
+        self._procs.discard(proc)
+
+
+_CHILDREN = _Children()
+
+
 def _run_cell(cell: Cell, log_dir: Path) -> int:
   """Runs one cell in its own process (the same entry point a user would call); returns its exit code."""
   cell.workdir.mkdir(parents=True, exist_ok=True)
@@ -280,7 +331,7 @@ def _run_cell(cell: Cell, log_dir: Path) -> int:
   with open(log, "a", encoding="utf-8") as fh:
     fh.write(f"\n$ {' '.join(cmd)}\n")
     fh.flush()
-    return subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, check=False).returncode
+    return _CHILDREN.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
 
 
 def _configs_dir() -> str:
@@ -300,9 +351,31 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
   log_dir.mkdir(exist_ok=True)
   failed: set[str] = set()
   started: set[str] = set()
-  by_id = {c.id: c for c in cells}
   t0 = time.time()
   progress = StudyProgress(cells, t0, jobs=jobs)
+  _CHILDREN.signal = None
+  previous = _CHILDREN.install()
+  try:
+    _schedule(cells, root, jobs, log_dir, progress, failed, started, t0)
+  finally:
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
+  progress.close()
+  collect_results(cells, root / "results.csv")
+  record_invocation(root, t0, [c.id for c in cells if c.id in started and c.done], sorted(failed), jobs)
+  if _CHILDREN.signal is not None:
+    raise Stopped(f"stopped by {signal.Signals(_CHILDREN.signal).name}: the running cells checkpointed; rerun the "
+                  "same command to resume")
+  if failed:
+    raise RuntimeError(f"{len(failed)} cells failed or were blocked: {sorted(failed)[:5]}; their logs are in "
+                       f"{console.where(log_dir)}; rerun the same command to retry them")
+  return cells
+
+
+def _schedule(cells: list[Cell], root: Path, jobs: int, log_dir: Path, progress: StudyProgress, failed: set[str],
+              started: set[str], t0: float) -> None:
+  """Starts each ready cell, `jobs` at a time, until none is left to start (or a signal stops the starting)."""
+  by_id = {c.id: c for c in cells}
   with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
     running: dict[concurrent.futures.Future, Cell] = {}
     while True:
@@ -312,7 +385,7 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
       for c in blocked:
         failed.add(c.id)
         progress.blocked(c)
-      while ready and len(running) < jobs:
+      while ready and len(running) < jobs and _CHILDREN.signal is None:
         c = ready.pop(0)
         logging.info("[%s] starting %s (log: %s)", _elapsed(t0), c.id, console.where(_log_path(c, log_dir)))
         started.add(c.id)
@@ -327,7 +400,9 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
         rc = fut.result()
         ok = rc == 0 and c.done
         progress.finish(c, ok)
-        if not ok:
+        if not ok and _CHILDREN.signal is not None and rc == 75:  # stopped with the runner: it resumes
+          logging.info("[%s] %s stopped and checkpointed", _elapsed(t0), c.id)
+        elif not ok:
           failed.add(c.id)
           logging.error("[%s] %s failed (exit %d); see %s", _elapsed(t0), c.id, rc,
                         console.where(_log_path(c, log_dir)))
@@ -336,13 +411,6 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
           if c.kind == "adapt":  # a study stopped part-way still has every finished cell in results.csv
             collect_results(cells, root / "results.csv")
           record_invocation(root, t0, [x.id for x in cells if x.id in started and x.done], sorted(failed), jobs)
-  progress.close()
-  collect_results(cells, root / "results.csv")
-  record_invocation(root, t0, [c.id for c in cells if c.id in started and c.done], sorted(failed), jobs)
-  if failed:
-    raise RuntimeError(f"{len(failed)} cells failed or were blocked: {sorted(failed)[:5]}; their logs are in "
-                       f"{console.where(log_dir)}; rerun the same command to retry them")
-  return cells
 
 
 def record_invocation(root: Path, t0: float, cells_run: list[str], failed: list[str], jobs: int) -> None:
@@ -423,6 +491,9 @@ def main(argv):
     run_study(_CONFIG.value, root, _JOBS.value)
   except ValueError as e:  # a bad override, a missing prerequisite: before any cell ran
     console.fail(str(e))
+  except Stopped as e:  # SIGTERM/SIGINT: the cells checkpointed (exit 75, as a preempted run)
+    logging.warning("%s", e)
+    sys.exit(75)
   except RuntimeError as e:  # cells failed: their logs say why
     console.fail(str(e), 1)
   report = _CONFIG.value.get("report", "")

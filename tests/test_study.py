@@ -105,8 +105,11 @@ def test_killed_study_resumes_without_redoing_cells(tmp_path, corpus_dir):
   while not recorded() and time.time() < deadline and proc.poll() is None:
     time.sleep(0.5)
   assert first.exists(), "the first adapt cell never finished"
-  os.killpg(proc.pid, signal.SIGKILL)  # the runner and the cell it is running
-  proc.wait()
+  time.sleep(3)  # the next cell has started
+  os.kill(proc.pid, signal.SIGTERM)  # the runner alone: it passes the signal to the cell it is running
+  assert proc.wait(timeout=120) == 75
+  orphans = subprocess.run(["pgrep", "-f", f"--workdir {root}/"], capture_output=True, text=True, check=False)
+  assert orphans.stdout == "", orphans.stdout  # no cell left training on its own
   with open(root / "results.csv", newline="") as f:  # written after each finished cell, not only at the end
     assert [row["cell"] for row in csv.DictReader(f)] == ["xs_ptpp0.5_r0"]
   stopped = json.loads((root / "invocations.jsonl").read_text())  # the stopped invocation's timing, so far
