@@ -56,7 +56,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -70,7 +69,7 @@ from cpt_jax import build, console
 from cpt_jax.research import report as report_lib
 from cpt_jax.research.report.common import matches_any
 from cpt_jax.study_progress import StudyProgress
-from cpt_jax import study_archive, study_cost
+from cpt_jax import cell_process, study_archive, study_cost
 from cpt_jax.study_results import RESULT_COLUMNS, collect_results  # noqa: F401  (RESULT_COLUMNS: re-exported)
 
 GENERATED = "@generated"
@@ -266,51 +265,7 @@ def _check_reused(cells: list[Cell]) -> None:
                        f"{c.config['init_step']} (PTPP {c.labels['ptpp']})")
 
 
-class Stopped(Exception):
-  """SIGTERM/SIGINT reached the runner: its running cells were passed the signal and checkpointed."""
-
-
-class _Children:
-  """The cells' processes, so that a SIGTERM/SIGINT to the runner reaches them (they checkpoint and exit 75)
-  instead of leaving them training as orphans that hold their workdirs' leases; no new cell starts after it."""
-
-  def __init__(self):
-    self.signal = None
-    self._procs: set[subprocess.Popen] = set()
-    self._lock = threading.Lock()
-
-  def install(self) -> dict:
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      try:
-        previous[sig] = signal.signal(sig, self._handle)
-      except ValueError:  # not the main thread: signals stay with the caller
-        pass
-    return previous
-
-  def _handle(self, signum, frame):
-    del frame
-    self.signal = signum
-    logging.warning("received %s: passing it to the running cells (they checkpoint), starting no new cell",
-                    signal.Signals(signum).name)
-    with self._lock:
-      for proc in self._procs:
-        proc.send_signal(signal.SIGTERM)
-
-  def run(self, cmd: list[str], **kwargs) -> int:
-    with self._lock:
-      if self.signal is not None:
-        return 75
-      proc = subprocess.Popen(cmd, **kwargs)  # pylint: disable=consider-using-with  # waited on below
-      self._procs.add(proc)
-    try:
-      return proc.wait()
-    finally:
-      with self._lock:
-        self._procs.discard(proc)
-
-
-_CHILDREN = _Children()
+_CHILDREN = cell_process.Children()
 
 
 def _run_cell(cell: Cell, log_dir: Path) -> int:
@@ -364,8 +319,8 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
   collect_results(cells, root / "results.csv")
   record_invocation(root, t0, [c.id for c in cells if c.id in started and c.done], sorted(failed), jobs)
   if _CHILDREN.signal is not None:
-    raise Stopped(f"stopped by {signal.Signals(_CHILDREN.signal).name}: the running cells checkpointed; rerun the "
-                  "same command to resume")
+    raise cell_process.Stopped(f"stopped by {signal.Signals(_CHILDREN.signal).name}: the running cells "
+                               "checkpointed; rerun the same command to resume")
   if failed:
     raise RuntimeError(f"{len(failed)} cells failed or were blocked: {sorted(failed)[:5]}; their logs are in "
                        f"{console.where(log_dir)}; rerun the same command to retry them")
@@ -491,7 +446,7 @@ def main(argv):
     run_study(_CONFIG.value, root, _JOBS.value)
   except ValueError as e:  # a bad override, a missing prerequisite: before any cell ran
     console.fail(str(e))
-  except Stopped as e:  # SIGTERM/SIGINT: the cells checkpointed (exit 75, as a preempted run)
+  except cell_process.Stopped as e:  # SIGTERM/SIGINT: the cells checkpointed (exit 75, as a preempted run)
     logging.warning("%s", e)
     sys.exit(75)
   except RuntimeError as e:  # cells failed: their logs say why
