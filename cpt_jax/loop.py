@@ -107,6 +107,7 @@ def _train(cfg, workdir: str, t_start: float, lease: lease_lib.Lease, changes) -
   writer = metrics_lib.MetricWriter(workdir)
 
   step = 0
+  wall_before = 0.0  # wall time of earlier processes of this run, up to the checkpoint it resumes from
   resuming = checkpointer.latest_step() is not None
   if not resuming:  # a run killed before its first checkpoint starts over: drop the lines it wrote
     writer.truncate_after(-1)
@@ -119,7 +120,9 @@ def _train(cfg, workdir: str, t_start: float, lease: lease_lib.Lease, changes) -
   replay = build.replay_stream(cfg, tokenizer, data_dir, bundle, teacher) if objective.has_replay else None
   loader = build.make_loader(cfg, tokenizer, mesh, train_src, objective, replay)
   if resuming:
-    step, state, data_states, _ = checkpointer.restore(build.sharded_abstract(abstract_state, state_shardings))
+    step, state, data_states, saved_meta = checkpointer.restore(
+        build.sharded_abstract(abstract_state, state_shardings))
+    wall_before = float((saved_meta or {}).get("wall_seconds", 0.0))
     loader.set_state(_local_data_state(data_states))
     writer.truncate_after(step)
     logging.info("resumed from step %d of %s", step, workdir)
@@ -162,7 +165,8 @@ def _train(cfg, workdir: str, t_start: float, lease: lease_lib.Lease, changes) -
   def save(at_step: int, force: bool = False):
     if at_step != checkpointer.latest_step():  # a step already saved (e.g. a checkpoint step that also stops)
       lease.check()  # another run took the workdir over: write nothing more
-      checkpointer.save(at_step, state, loader.state, meta, force=force)
+      checkpointer.save(at_step, state, loader.state, {**meta, "wall_seconds": wall_before + time.time() - t_start},
+                        force=force)
       writer.flush()  # a gs:// metrics.jsonl is rewritten here: a resumed run finds every line up to now
 
   def drain(pending):
@@ -235,7 +239,8 @@ def _train(cfg, workdir: str, t_start: float, lease: lease_lib.Lease, changes) -
       "non_embedding_params": model_lib.non_embedding_params(model_cfg),
       "ptpp": (step * tokens_per_step / bundle.num_params) if cfg.stage == "pretrain" else None,
       "atpp": (step * tokens_per_step / bundle.num_params) if cfg.stage == "adapt" else None,
-      **_token_record(cfg, objective, workdir), "wall_seconds": time.time() - t_start, "peak_flops": peak,
+      **_token_record(cfg, objective, workdir), "wall_seconds": wall_before + time.time() - t_start,
+      "peak_flops": peak,
       "peak_source": peak_source, "flops_per_step": step_flops,
       "before": adaptation.before if adaptation else {}, "final": last_eval,
       "config": json.loads(cfg.to_json_best_effort()),

@@ -1,6 +1,7 @@
 """End-to-end runs of the loop on the tiny corpus: learning, exact resume, divergence handling."""
 
 import json
+import time
 
 import pytest
 
@@ -33,11 +34,16 @@ def test_run_learns_and_writes_contract(uninterrupted):
 def test_resume_is_exact(uninterrupted, tiny_config_factory, tmp_path):
   full_dir, _ = uninterrupted
   # stop at step 8, which is also a regular checkpoint step (every 4): saved once, not twice
+  t0 = time.time()
   with pytest.raises(loop.Preempted):
     loop.run(tiny_config_factory(**{"train.stop_at_step": 8}), str(tmp_path))
+  t1 = time.time()
   first = _train_losses(tmp_path)
   assert max(first) == 8
-  loop.run(tiny_config_factory(**{"train.stop_at_step": 8}), str(tmp_path))  # same command again
+  summary = loop.run(tiny_config_factory(**{"train.stop_at_step": 8}), str(tmp_path))  # same command again
+  t2 = time.time()
+  # the run's wall time spans both processes (the first one's up to its checkpoint), not the last one alone
+  assert 1.2 * (t2 - t1) < summary["wall_seconds"] <= t2 - t0
   resumed, want = _train_losses(tmp_path), _train_losses(full_dir)
   assert sorted(resumed) == sorted(want) == list(range(1, 21))
   assert [resumed[s] for s in sorted(resumed)] == [want[s] for s in sorted(want)]  # bit-for-bit
