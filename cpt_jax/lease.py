@@ -317,6 +317,17 @@ def _broadcast_text(text: str) -> str:
   return bytes(np.asarray(out, np.uint8)).rstrip(b"\0").decode(errors="replace")
 
 
+def holder(workdir: str) -> dict[str, Any] | None:
+  """The record of the live run holding `workdir`, or None. For status displays: it takes no lock (a run
+  starting meanwhile must not find the workdir busy), so on this host it trusts the record's pid."""
+  probe = Lease(workdir, 0.0)
+  rec, _ = probe._store.read()  # pylint: disable=protected-access
+  if not rec:
+    return None
+  probe.timeout_s = float(rec.get("timeout_seconds", 0) or 0)
+  return rec if probe._stale(rec, None) is None else None  # pylint: disable=protected-access
+
+
 @contextlib.contextmanager
 def hold(workdir: str, timeout_s: float) -> Iterator[Lease]:
   """The workdir's lease for the duration of the block: process 0 takes it, every process checks it."""

@@ -114,3 +114,17 @@ def test_renewal_keeps_the_record_fresh(tmp_path):
   assert json.loads((tmp_path / lease_lib.LEASE_FILE).read_text())["renewed"] > first
   held.check()  # still ours
   held.release()
+
+
+def test_holder_names_live_runs_only(tmp_path):
+  """What `study --status` shows as running: a record whose process lives (this host) or renews (another)."""
+  assert lease_lib.holder(str(tmp_path)) is None  # no record
+  _record(tmp_path)
+  assert lease_lib.holder(str(tmp_path))["pid"] == os.getpid()
+  _record(tmp_path, pid=_dead_pid())
+  assert lease_lib.holder(str(tmp_path)) is None
+  _record(tmp_path, host="elsewhere", timeout_seconds=600, renewed=time.time() - 30)
+  assert lease_lib.holder(str(tmp_path))["host"] == "elsewhere"
+  _record(tmp_path, host="elsewhere", timeout_seconds=600, renewed=time.time() - 900)
+  assert lease_lib.holder(str(tmp_path)) is None
+  assert not (tmp_path / lease_lib.LOCK_FILE).exists()  # a status display takes no lock

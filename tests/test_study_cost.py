@@ -4,12 +4,15 @@ corpus epochs and the refusal of a study that repeats a corpus, `--status` of th
 import importlib.util
 import json
 import math
+import os
+import socket
+import time
 from pathlib import Path
 
 import ml_collections
 import pytest
 
-from cpt_jax import study, study_cost
+from cpt_jax import lease, study, study_cost
 from cpt_jax.config import default_config
 
 REPO = Path(__file__).parent.parent
@@ -74,6 +77,21 @@ def test_the_kl_teachers_forward_is_counted(tmp_path):
   assert kl.flops - ntp.flops == pytest.approx(kl.steps * replay_rows * T * per_token / 3, rel=1e-9)
   assert study_cost.teacher_in_step(ml_collections.ConfigDict(kl.cell.config))
   assert not study_cost.teacher_in_step(ml_collections.ConfigDict(ntp.cell.config))
+
+
+def test_status_shows_cells_another_runner_is_training_and_their_saved_step(tmp_path):
+  s = _study(tmp_path)
+  cells = {c.id: c for c in study.expand(s, tmp_path / "s")}
+  live, stopped = cells["cells/xs_ptpp2_kl"].workdir, cells["cells/xs_ptpp2_ntp"].workdir
+  for workdir, step in ((live, 4), (stopped, 2)):
+    (workdir / "checkpoints" / str(step)).mkdir(parents=True)
+  (live / lease.LEASE_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                                   "renewed": time.time()}))
+  steps = {c.cell.id: c.steps for c in study_cost.estimate(list(cells.values())).cells}
+  text = study.status(s, tmp_path / "s")
+  assert f"running  cells/xs_ptpp2_kl  (step 4 of {steps['cells/xs_ptpp2_kl']:,} saved)" in text
+  assert f"pending  cells/xs_ptpp2_ntp  (step 2 of {steps['cells/xs_ptpp2_ntp']:,} saved)" in text
+  assert ", 1 running, " in text.splitlines()[0]
 
 
 def test_a_corpus_read_five_times_is_flagged_and_the_study_refused(tmp_path):
