@@ -362,3 +362,14 @@ def test_an_unfinished_study_states_its_hours_left_against_its_budget(tmp_path):
   assert hours_left(tmp_path, {"wall_hours_budget": 6}, 9000.0) == [
       "Budget: the study is sized for 6 h of wall time on its machine; 2.5 h measured make 2.5 h, within it "
       "(3.5 h to spare)."]
+
+
+def test_cells_without_a_recorded_wall_time_are_counted_apart(tmp_path):
+  """A run whose wall time was not recorded (summary.json `wall_seconds` null) is left out of the sum, and said so."""
+  from cpt_jax.research.report import common  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  rows = [{"cell": "cells/a", "wall_seconds": 90.0}, {"cell": "cells/b", "wall_seconds": 30.0},
+          {"cell": "cells/c", "wall_seconds": None}]
+  text = common.provenance(tmp_path, {}, rows)
+  assert ("the 2 adaptation cells' own wall times (results.csv `wall_seconds`) sum to 2.0 min; 1 cells have no "
+          "recorded wall time (their summary.json says why).") in text
+  assert "have no recorded" not in common.provenance(tmp_path, {}, rows[:2])

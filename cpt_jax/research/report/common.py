@@ -217,6 +217,7 @@ def provenance(root: Path, config: dict[str, Any], rows) -> str:
                  "recorded themselves (the runner then wrote its timing only at the end); their own training time is "
                  f"{sum(r['wall_seconds'] or 0 for r in unrecorded) / 60:.1f} min (results.csv `wall_seconds`)")
   cells = sum(r["wall_seconds"] or 0 for r in rows)
+  untimed = sum(1 for r in rows if not r.get("wall_seconds"))
   pre_lines = []
   for size, path in (config.get("pretrained") or {}).items():
     run = Path(path) if Path(path).is_absolute() else Path.cwd() / path
@@ -252,8 +253,10 @@ def provenance(root: Path, config: dict[str, Any], rows) -> str:
           "",
           f"Machine: {m['cores']} CPU cores ({m['cpu']}), {m['system']}, CPU only (JAX on CPU).",
           f"Wall time: {runner / 60:.1f} min for the study runner (all invocations above{reused_note}); the "
-          f"{len(rows)} adaptation cells' own wall times (results.csv `wall_seconds`) sum to {cells / 60:.1f} min"
-          + (f", with up to {jobs} cells running at a time." if jobs > 1 else ".")] + _hours_left(root, config, runner)
+          f"{len(rows) - untimed} adaptation cells' own wall times (results.csv `wall_seconds`) sum to "
+          f"{cells / 60:.1f} min" + (f", with up to {jobs} cells running at a time" if jobs > 1 else "")
+          + (f"; {untimed} cells have no recorded wall time (their summary.json says why)." if untimed else ".")]
+      + _hours_left(root, config, runner)
       + [""])
 
 
