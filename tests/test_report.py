@@ -52,6 +52,7 @@ def test_babi_report_checks_the_claims(tmp_path):
   assert "2 CPU cores" in text or "CPU cores" in text
   assert "the base model 0.05 (< 0.5: it does not look tokens up in its context" in text  # the copying probe
   assert "without replay: bAbI-synthetic 40k 0.30" in text
+  assert "- Seeds: at most 1 per cell (< 3), so no interval decides a claim" in text and "Resolution:" not in text
   g = report.babi_guideline([r for r in rows if r["axis_data"] == "synthetic"], 0.01)
   assert g[4e4] <= g[3.6e5]  # forgetting grows with the budget here: more replay needed at larger budgets
 
@@ -72,6 +73,7 @@ def test_babi_report_of_a_stopped_grid_decides_nothing_it_has_not_run(tmp_path):
   root = _write(tmp_path / "s", "babi", rows, {"forgetting_threshold_rel": 0.01, "plateau_tolerance": 0.02})
   text = report.study_report(root, tmp_path / "out").read_text()
   assert "| qa1 | 0.100 | 0.360 [0.350, 0.370] ▲ | 0.300 | 0.360 [0.350, 0.370] ▲ |" in text
+  assert "- Resolution: ≥ 3 seeds in 7 of the 7 cells run;" in text and "- Seeds:" not in text
   claim = next(line for line in text.splitlines() if line.startswith("| Lower compute budgets need higher replay"))
   assert "undecided (50 % and up not run yet)" in claim and claim.endswith("| inconclusive |"), claim
   # the no-replay cells of two budgets, no replay cell yet: no guideline, not "no"
@@ -80,6 +82,12 @@ def test_babi_report_of_a_stopped_grid_decides_nothing_it_has_not_run(tmp_path):
   text = report.study_report(root, tmp_path / "out_r0").read_text()
   claim = next(line for line in text.splitlines() if line.startswith("| Lower compute budgets need higher replay"))
   assert "no replay run yet" in claim and claim.endswith("| inconclusive |"), claim
+  # one more cell with a single seed so far: the others still decide, that one is named
+  root = _write(tmp_path / "s1", "babi", rows + [dict(rows[0], adapt_tokens=1.2e5, axis_data="original")],
+                {"forgetting_threshold_rel": 0.01, "plateau_tolerance": 0.02})
+  text = report.study_report(root, tmp_path / "out_s1").read_text()
+  assert "- Seeds: 1 of the 8 cells run have fewer than 3 seeds so far;" in text
+  assert "- Resolution: ≥ 3 seeds in 7 of the 8 cells run;" in text
 
 
 def test_babi_accuracy_at_the_ceiling_in_every_seed_is_above_the_majority(tmp_path):

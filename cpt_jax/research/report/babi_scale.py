@@ -71,20 +71,27 @@ def _scale_section(st: Study, g: _Grid, syn: str, thr: float, tol: float, guide)
   rows = g.rows
   params = [x for r in rows for x in [_num(r.get("params"))] if x is not None]
   examples = [x for r in rows for x in [_num(r.get("babi_examples"))] if x is not None]
-  widths = [stats.mean_ci(g.values(v, b, q, "babi_accuracy")).width for (v, b, q) in g.cells]
+  seeded = [cell for cell, runs in g.cells.items() if len(runs) >= stats.MIN_VALUES]
+  widths = [stats.mean_ci(g.values(v, b, q, "babi_accuracy")).width for (v, b, q) in seeded]
   widths = [w for w in widths if math.isfinite(w)]
   can, cannot = [], []
-  seeds = min(len(runs) for runs in g.cells.values())
+  seeds = min(len(g.cells[cell]) for cell in seeded) if seeded else max(len(runs) for runs in g.cells.values())
+  few = len(g.cells) - len(seeded)
   size = f"{np.mean(params) / 1e6:.2g}M-parameter model" if params else "model"
   cannot.append(f"Scale: a {size} adapted with {_tokens(g.budgets[0])}–{_tokens(g.budgets[-1])} tokens; the paper's "
                 "plateau (≈10^8.5 tokens for 1.7B parameters) and replay ratios are not tested at their scale, and "
                 "nothing here extrapolates to it.")
-  if seeds < stats.MIN_VALUES:
-    cannot.append(f"Seeds: {seeds} per cell (< {stats.MIN_VALUES}), so no interval decides a claim: every verdict "
-                  "is inconclusive whatever the means say.")
-  elif widths:
-    can.append(f"Resolution: ≥ {seeds} seeds per cell; the median 95 % interval of a cell's accuracy is "
-               f"{np.median(widths):.3f} wide, so differences much smaller than that are not resolved.")
+  if not seeded:
+    cannot.append(f"Seeds: at most {seeds} per cell (< {stats.MIN_VALUES}), so no interval decides a claim: every "
+                  "verdict is inconclusive whatever the means say.")
+  else:
+    if few:
+      cannot.append(f"Seeds: {few} of the {len(g.cells)} cells run have fewer than {stats.MIN_VALUES} seeds so far; "
+                    "a comparison that uses one of them is inconclusive.")
+    if widths:
+      can.append(f"Resolution: ≥ {seeds} seeds in {len(seeded)} of the {len(g.cells)} cells run; the median 95 % "
+                 f"interval of their accuracy is {np.median(widths):.3f} wide, so differences much smaller than "
+                 "that are not resolved.")
   if examples and g.tasks:
     can.append(f"Test size: ≈{np.mean(examples) / len(g.tasks):.0f} questions per task and run "
                f"({np.mean(examples):.0f} per run over {len(g.tasks)} tasks).")
