@@ -302,7 +302,7 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
   study_cost.check_repeats(cost)  # a run reading a corpus > 4 times: refused, named
   root.mkdir(parents=True, exist_ok=True)
   (root / "study_config.json").write_text(study.to_json_best_effort(indent=2))
-  (root / "cost.json").write_text(json.dumps(study_cost.to_json(cost, root), indent=2))
+  _write_cost(cost, root)
   log_dir = root / "logs"
   log_dir.mkdir(exist_ok=True)
   failed: set[str] = set()
@@ -318,6 +318,7 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
       signal.signal(sig, handler)
   progress.close()
   collect_results(cells, root / "results.csv")
+  _write_cost(study_cost.estimate(cells), root)  # again: the tokenizers now measure what was estimated before
   record_invocation(root, t0, [c.id for c in cells if c.id in started and c.done], sorted(failed), jobs)
   if _CHILDREN.signal is not None:
     raise cell_process.Stopped(f"stopped by {signal.Signals(_CHILDREN.signal).name}: the running cells "
@@ -326,6 +327,11 @@ def run_study(study: ml_collections.ConfigDict, root: Path, jobs: int = 1) -> li
     raise RuntimeError(f"{len(failed)} cells failed or were blocked: {sorted(failed)[:5]}; their logs are in "
                        f"{console.where(log_dir)}; rerun the same command to retry them")
   return cells
+
+
+def _write_cost(cost: study_cost.StudyCost, root: Path) -> None:
+  """DIR/cost.json, which the reports read (corpus sizes and epochs, each cell's FLOPs and done file)."""
+  (root / "cost.json").write_text(json.dumps(study_cost.to_json(cost, root), indent=2))
 
 
 def _schedule(cells: list[Cell], root: Path, jobs: int, log_dir: Path, progress: StudyProgress, failed: set[str],

@@ -108,6 +108,9 @@ def test_killed_study_resumes_without_redoing_cells(tmp_path, corpus_dir):
   time.sleep(3)  # the next cell has started
   os.kill(proc.pid, signal.SIGTERM)  # the runner alone: it passes the signal to the cell it is running
   assert proc.wait(timeout=120) == 75
+  # cost.json was first written before any tokenizer existed; the stopped runner rewrote it with measured sizes
+  corpora = json.loads((root / "cost.json").read_text())["corpora"]
+  assert corpora and all("estimated" not in c["how"] for c in corpora.values()), corpora
   orphans = subprocess.run(["pgrep", "-f", f"--workdir {root}/"], capture_output=True, text=True, check=False)
   assert orphans.stdout == "", orphans.stdout  # no cell left training on its own
   with open(root / "results.csv", newline="") as f:  # written after each finished cell, not only at the end
