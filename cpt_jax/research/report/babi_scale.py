@@ -87,7 +87,7 @@ def _scale_section(st: Study, g: _Grid, syn: str, thr: float, tol: float, guide)
   else:
     if few:
       cannot.append(f"Seeds: {few} of the {len(g.cells)} cells run have fewer than {stats.MIN_VALUES} seeds so far; "
-                    "a comparison that uses one of them is inconclusive.")
+                    "a comparison of one of them alone is inconclusive.")
     if widths:
       can.append(f"Resolution: ≥ {seeds} seeds in {len(seeded)} of the {len(g.cells)} cells run; the median 95 % "
                  f"interval of their accuracy is {np.median(widths):.3f} wide, so differences much smaller than "
