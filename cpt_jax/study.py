@@ -70,6 +70,7 @@ from cpt_jax.research import report as report_lib
 from cpt_jax.research.report.common import matches_any
 from cpt_jax.study_progress import StudyProgress
 from cpt_jax import cell_process, study_archive, study_cost
+from cpt_jax import checkpoint as ckpt_lib
 from cpt_jax import lease as lease_lib
 from cpt_jax.study_results import RESULT_COLUMNS, collect_results  # noqa: F401  (RESULT_COLUMNS: re-exported)
 
@@ -397,13 +398,6 @@ def _elapsed(t0: float) -> str:
   return f"{(time.time() - t0) / 60:5.1f} min"
 
 
-def _saved_step(workdir: Path) -> int:
-  """The newest committed checkpoint step of an unfinished cell (0: none), read from the directory names."""
-  ckpts = workdir / "checkpoints"
-  steps = [int(p.name) for p in ckpts.iterdir() if p.name.isdigit()] if ckpts.is_dir() else []
-  return max(steps, default=0)
-
-
 def progress_table(cells: list[Cell], failed=frozenset(), running=frozenset(), notes=None) -> str:
   counts = {"done": 0, "running": 0, "failed": 0, "pending": 0}
   lines = []
@@ -428,7 +422,8 @@ def status(study: ml_collections.ConfigDict, root: Path, accelerator: str = "", 
   running = {c.id for c in cells if not c.done and lease_lib.holder(str(c.workdir))}  # by another runner
   steps = {cc.cell.id: cc.steps for cc in cost.cells}
   notes = {c.id: f"step {saved:,} of {steps[c.id]:,} saved" for c in cells
-           if not c.done and (saved := _saved_step(c.workdir)) and steps.get(c.id)}
+           if not c.done and (saved := max(ckpt_lib.committed_steps(str(c.workdir / "checkpoints")), default=0))
+           and steps.get(c.id)}
   return progress_table(cells, running=running, notes=notes) + "\n" + study_cost.table(
       cost, accelerator or study_cost.default_accelerator(study), mfu)
 

@@ -85,6 +85,8 @@ def test_status_shows_cells_another_runner_is_training_and_their_saved_step(tmp_
   live, stopped = cells["cells/xs_ptpp2_kl"].workdir, cells["cells/xs_ptpp2_ntp"].workdir
   for workdir, step in ((live, 4), (stopped, 2)):
     (workdir / "checkpoints" / str(step)).mkdir(parents=True)
+    (workdir / "checkpoints" / str(step) / "commit_success.txt").write_text("")  # a committed save
+  (stopped / "checkpoints" / "9").mkdir()  # a save that never committed: not counted
   (live / lease.LEASE_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
                                                    "renewed": time.time()}))
   steps = {c.cell.id: c.steps for c in study_cost.estimate(list(cells.values())).cells}
