@@ -1,7 +1,7 @@
 """What a study costs, before it runs: per cell, the tokens it trains, its training FLOPs, device-hours on a
 named accelerator at an assumed MFU, and how many times it reads each corpus (epochs).
 
-  cost = study_cost.estimate(study.expand(study_cfg, root))
+  cost = study_cost.estimate(study_grid.expand(study_cfg, root))
   print(study_cost.table(cost, "h100", 0.4))   # what `python -m cpt_jax.study ... --status` prints
   study_cost.check_repeats(cost)                # CorpusRepeated naming the cell, the corpus and its epochs
 
@@ -38,7 +38,7 @@ from cpt_jax import build, corpus_size, metrics as metrics_lib, model as model_l
 from cpt_jax.data import pipeline
 
 if TYPE_CHECKING:
-  from cpt_jax.study import Cell
+  from cpt_jax.study_grid import Cell
 
 MAX_EPOCHS = 4.0
 DEFAULT_MFU = 0.4  # an accelerator's assumed model FLOP utilization
@@ -143,7 +143,7 @@ def _wall_seconds(cell: Cell) -> float | None:
 
 
 def estimate(cells: list[Cell]) -> StudyCost:
-  """The cost of every cell of an expanded study (`study.expand`)."""
+  """The cost of every cell of an expanded study (`study_grid.expand`)."""
   sizer = corpus_size.Sizer()
   by_id = {c.id: c for c in cells}
   out = []

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from cpt_jax import build, console, metrics as metrics_lib
 
 if TYPE_CHECKING:
-  from cpt_jax.study import Cell
+  from cpt_jax.study_grid import Cell
 
 
 def cell_tokens(cell: Cell) -> int:

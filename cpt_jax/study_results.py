@@ -18,7 +18,7 @@ from cpt_jax.data import sources
 from cpt_jax.data.babi import score as babi_score
 
 if TYPE_CHECKING:
-  from cpt_jax.study import Cell
+  from cpt_jax.study_grid import Cell
 
 RESULT_COLUMNS = [
     "cell", "size", "params", "ptpp", "seed", "atpp", "adapt_tokens", "adapt_scored_tokens", "replay_ratio",

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cpt_jax import build, config as config_lib, evaluation, metrics, study
+from cpt_jax import build, config as config_lib, evaluation, metrics, study_grid, study_results
 from cpt_jax.data import sources
 from cpt_jax.data.babi.dataset import BabiSource
 
@@ -110,8 +110,8 @@ def test_results_columns_per_task_and_crossed(tmp_path):
   (tmp_path / "summary.json").write_text(json.dumps({
       "final": final, "before": {}, "params": 1000, "atpp": 1.0, "tokens": 100, "replay_ratio": 0.0,
       "replay_kind": "none", "replay_loss": "ntp", "replay_coeff": 1.0, "wall_seconds": 1.0}))
-  cell = study.Cell("cells/c", "adapt", tmp_path, None, {"size": "s", "ptpp": "4", "data": "synthetic"}, [])
-  rows = study.collect_results([cell], tmp_path / "results.csv")
+  cell = study_grid.Cell("cells/c", "adapt", tmp_path, None, {"size": "s", "ptpp": "4", "data": "synthetic"}, [])
+  rows = study_results.collect_results([cell], tmp_path / "results.csv")
   row = rows[0]
   assert row["babi_accuracy_qa6"] == 0.5 and row["babi_majority_qa11"] == 0.4
   assert row["babi_original_accuracy"] == 0.3 and row["babi_original_accuracy_qa1"] == 0.3

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cpt_jax import console, study, study_progress
+from cpt_jax import console, study_grid, study_progress, study_results
 
 sys.path.insert(0, str(Path(__file__).parent))
 import cli_utils  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -140,7 +140,7 @@ def test_study_progress_reads_running_cells(tmp_path):
     wd.mkdir()
     if done:
       (wd / "summary.json").write_text("{}")
-    return study.Cell(f"replay/c{i}", "replay", wd, {"tokens": 1000}, {}, [])
+    return study_grid.Cell(f"replay/c{i}", "replay", wd, {"tokens": 1000}, {}, [])
 
   cells = [cell(0, True), cell(1, False), cell(2, False)]
   (cells[0].workdir / "self_replay/1.0.0").mkdir(parents=True)
@@ -170,7 +170,7 @@ def test_study_eta_charges_each_kind_its_own_overhead(tmp_path, monkeypatch, job
   """A pretraining run's long overhead (tokenizer, corpus packing) is not charged to the adaptation cells; with
   two jobs two cells run at once."""
   monkeypatch.setattr(study_progress, "cell_tokens", lambda c: c.config["tokens"])
-  cells = [study.Cell(f"{kind}/c{i}", kind, tmp_path / f"c{i}", {"tokens": 1000}, {}, [])
+  cells = [study_grid.Cell(f"{kind}/c{i}", kind, tmp_path / f"c{i}", {"tokens": 1000}, {}, [])
            for i, kind in enumerate(["pretrain", "adapt", "adapt"])]
   progress = study_progress.StudyProgress(cells, time.time(), terminal=False, jobs=jobs)
 
@@ -202,7 +202,7 @@ def test_accuracy_chart_shows_its_baselines(tmp_path):
           for m, a, f in (("no_replay", 0.12, 3.7), ("real_ntp", 0.13, 0.2), ("self_kl", 0.15, 0.16))]
   (tmp_path / "study_config.json").write_text(json.dumps({"report": "quickstart"}))
   with open(tmp_path / "results.csv", "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=study.RESULT_COLUMNS + ["axis_method"], extrasaction="ignore")
+    w = csv.DictWriter(f, fieldnames=study_results.RESULT_COLUMNS + ["axis_method"], extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
   text = report.quickstart(tmp_path)

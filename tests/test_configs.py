@@ -47,7 +47,7 @@ STUDIES = [p for p in CONFIGS if p.stem.startswith("study_") and p.stem != "stud
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
 def test_study_expands_to_valid_runs(path, scale, tmp_path):
   """Every cell of every shipped study, at both scales, is a valid run with its size's overrides applied."""
-  from cpt_jax import study  # pylint: disable=g-import-not-at-top
+  from cpt_jax import study_grid  # pylint: disable=g-import-not-at-top
   spec = importlib.util.spec_from_file_location(path.stem, path)
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
@@ -55,7 +55,7 @@ def test_study_expands_to_valid_runs(path, scale, tmp_path):
   if s.get("pretrained"):  # small scales reuse a local pretraining run (runs/…): pretrain in the study instead
     with s.unlocked():
       s.pretrained = {}
-  cells = study.expand(s, tmp_path / "study")
+  cells = study_grid.expand(s, tmp_path / "study")
   runs = [c for c in cells if c.kind in ("pretrain", "adapt") and c.config]
   assert {c.kind for c in runs} == {"pretrain", "adapt"}
   sizes = dict(s.sizes.items() if hasattr(s.sizes, "items") else s.sizes)

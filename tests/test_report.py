@@ -5,14 +5,14 @@ import json
 
 import numpy as np
 
-from cpt_jax import study
+from cpt_jax import study_results
 from cpt_jax.research import report
 
 
 def _write(root, report_kind, rows, claims=None):
   root.mkdir(parents=True)
   (root / "study_config.json").write_text(json.dumps({"report": report_kind, "claims": claims or {}}))
-  cols = study.RESULT_COLUMNS + sorted({k for r in rows for k in r} - set(study.RESULT_COLUMNS))
+  cols = study_results.RESULT_COLUMNS + sorted({k for r in rows for k in r} - set(study_results.RESULT_COLUMNS))
   with open(root / "results.csv", "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=cols)
     w.writeheader()

@@ -10,9 +10,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import ml_collections
 import pytest
 
-from cpt_jax import study
+from cpt_jax import study_grid
 
 
 def _study_file(tmp_path, corpus_dir) -> Path:
@@ -52,7 +53,7 @@ def _study_config(tmp_path, corpus_dir):
 
 
 def test_expand_builds_the_grid_in_dependency_order(tmp_path, corpus_dir):
-  cells = study.expand(_study_config(tmp_path, corpus_dir), tmp_path / "s")
+  cells = study_grid.expand(_study_config(tmp_path, corpus_dir), tmp_path / "s")
   assert [c.id for c in cells] == ["pretrain/xs", "cells/xs_ptpp0.5_r0", "cells/xs_ptpp0.5_r50",
                                    "cells/xs_ptpp1_r0", "cells/xs_ptpp1_r50"]
   pre = cells[0].config
@@ -69,7 +70,7 @@ def test_expand_runs_each_seed_and_pretrains_each_stage_on_its_own(tmp_path, cor
   s = _study_config(tmp_path, corpus_dir)
   s.seeds, s.pretrain_per_stage = [0, 1, 2], True
   s.exclude = [{"ptpp": "0.5", "seed": "s1"}]
-  cells = study.expand(s, tmp_path / "s")
+  cells = study_grid.expand(s, tmp_path / "s")
   pre = [c for c in cells if c.kind == "pretrain"]
   assert [c.id for c in pre] == ["pretrain/xs_ptpp0.5", "pretrain/xs_ptpp1"]
   assert [(c.config["train"]["ptpp"], c.config["train"]["save_at_ptpp"]) for c in pre] == [(0.5, "0.5"), (1.0, "1")]
@@ -83,7 +84,7 @@ def test_expand_runs_each_seed_and_pretrains_each_stage_on_its_own(tmp_path, cor
   first = {c.labels["ptpp"]: c.config["init_step"] for c in adapt}
   assert first["0.5"] < first["1"]
   s.first = [{"ptpp": "1", "r": "r50"}, {"seed": "s2"}]  # in this order, then the rest
-  ordered = study.expand(s, tmp_path / "s")
+  ordered = study_grid.expand(s, tmp_path / "s")
   assert [c.id for c in ordered] == [  # each pretraining just ahead of the first cell that needs it
       "pretrain/xs_ptpp1", "cells/xs_ptpp1_r50_s0", "cells/xs_ptpp1_r50_s1", "cells/xs_ptpp1_r50_s2",
       "pretrain/xs_ptpp0.5", "cells/xs_ptpp0.5_r0_s2", "cells/xs_ptpp0.5_r50_s2", "cells/xs_ptpp1_r0_s2",
@@ -143,26 +144,26 @@ def test_expand_reuses_an_existing_pretraining_run(tmp_path, corpus_dir):
   cfg["train"]["save_at_ptpp"] = "0.25,0.5,1"
   (run / "config.json").write_text(json.dumps(cfg))
   s.pretrained = {"xs": str(run)}
-  cells = study.expand(s, tmp_path / "s")
+  cells = study_grid.expand(s, tmp_path / "s")
   assert cells[0].reused and cells[0].workdir == run and not cells[0].done
   assert {c.config["init_from"] for c in cells[1:]} == {str(run)}
   with pytest.raises(ValueError, match="has not reached the study's stages"):
-    study._check_reused(cells)  # pylint: disable=protected-access
+    study_grid.check_reused(cells)  # pylint: disable=protected-access
   for c in cells[1:]:  # a run still going (or stopped) that has passed every stage is usable
     (run / "checkpoints" / str(c.config["init_step"])).mkdir(parents=True, exist_ok=True)
   assert cells[0].done
-  study._check_reused(cells)  # pylint: disable=protected-access
+  study_grid.check_reused(cells)  # pylint: disable=protected-access
   (run / "summary.json").write_text("{}")
   (run / "checkpoints" / str(cells[-1].config["init_step"])).rmdir()
   with pytest.raises(ValueError, match="no checkpoint at step"):
-    study._check_reused(cells)  # pylint: disable=protected-access
+    study_grid.check_reused(cells)  # pylint: disable=protected-access
   s.ptpp = [0.5, 2.0]
   with pytest.raises(ValueError, match=r"lacks the study's PTPP stages \['2'\]"):
-    study.expand(s, tmp_path / "s")
+    study_grid.expand(s, tmp_path / "s")
   s.ptpp = [0.5]
   s.pretrain.model.d_model = 64
   with pytest.raises(ValueError, match="model"):
-    study.expand(s, tmp_path / "s")
+    study_grid.expand(s, tmp_path / "s")
 
 
 def test_midtrain_continues_each_stage_on_the_base_corpus_and_the_cells_start_from_it(tmp_path, corpus_dir):
@@ -170,7 +171,7 @@ def test_midtrain_continues_each_stage_on_the_base_corpus_and_the_cells_start_fr
   overrides (copy rows here); that stage's cells start from the phase's last step."""
   s = _study_config(tmp_path, corpus_dir)
   s.midtrain = ("copy", {"data.copy_share": 0.5, "opt.lr": 1e-3, "train.total_tokens": 8 * 32 * 5})
-  cells = study.expand(s, tmp_path / "s")
+  cells = study_grid.expand(s, tmp_path / "s")
   assert [c.id for c in cells] == ["pretrain/xs", "midtrain/xs_ptpp0.5", "cells/xs_ptpp0.5_r0",
                                    "cells/xs_ptpp0.5_r50", "midtrain/xs_ptpp1", "cells/xs_ptpp1_r0",
                                    "cells/xs_ptpp1_r50"]
@@ -179,11 +180,11 @@ def test_midtrain_continues_each_stage_on_the_base_corpus_and_the_cells_start_fr
   m = mid.config
   assert (m["stage"], m["init_from"], m["data"]["copy_share"], m["opt"]["lr"]) == (
       "adapt", str(pre.workdir), 0.5, 1e-3)
-  assert m["init_step"] == study._stage_step(study.ml_collections.ConfigDict(pre.config), 0.5)
+  assert m["init_step"] == study_grid._stage_step(ml_collections.ConfigDict(pre.config), 0.5)
   assert m["data"]["target"] == pre.config["data"]["base"] and m["train"]["ptpp"] == 0
   for c in cells[2:4]:
     assert c.needs == [mid.id] and c.config["init_from"] == str(mid.workdir) and c.config["init_step"] == 5
   assert cells[5].config["init_from"] == str(cells[4].workdir)
   s.midtrain = ("copy", {"data.copy_share": 0.5, "train.total_tokens": 0})
   with pytest.raises(ValueError, match="study.midtrain"):
-    study.expand(s, tmp_path / "s")
+    study_grid.expand(s, tmp_path / "s")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cpt_jax import study, study_archive
+from cpt_jax import study_archive, study_grid
 from tests.test_study import _study_config
 
 
@@ -12,7 +12,7 @@ def _grid(tmp_path, corpus_dir, root, lr=None):
   s = _study_config(tmp_path, corpus_dir)
   if lr is not None:
     s.adapt.opt.lr = lr
-  return study.expand(s, root)
+  return study_grid.expand(s, root)
 
 
 def _finish(cell, loss):

@@ -12,7 +12,7 @@ from pathlib import Path
 import ml_collections
 import pytest
 
-from cpt_jax import lease, study, study_cost
+from cpt_jax import lease, study, study_cost, study_grid
 from cpt_jax.config import default_config
 
 REPO = Path(__file__).parent.parent
@@ -47,7 +47,7 @@ def _by_hand_params():
 
 def test_tokens_and_flops_of_a_cell_match_the_hand_computation(tmp_path):
   s = _study(tmp_path)
-  cost = study_cost.estimate(study.expand(s, tmp_path / "s"))
+  cost = study_cost.estimate(study_grid.expand(s, tmp_path / "s"))
   by_id = {c.cell.id: c for c in cost.cells}
   non_embedding, params = _by_hand_params()
   per_token = 6 * (non_embedding + V * D) + 12 * L * T * D  # forward + backward, attention uncounted causal half
@@ -68,7 +68,7 @@ def test_tokens_and_flops_of_a_cell_match_the_hand_computation(tmp_path):
 
 
 def test_the_kl_teachers_forward_is_counted(tmp_path):
-  cost = study_cost.estimate(study.expand(_study(tmp_path), tmp_path / "s"))
+  cost = study_cost.estimate(study_grid.expand(_study(tmp_path), tmp_path / "s"))
   by_id = {c.cell.id: c for c in cost.cells}
   non_embedding, _ = _by_hand_params()
   per_token = 6 * (non_embedding + V * D) + 12 * L * T * D
@@ -81,7 +81,7 @@ def test_the_kl_teachers_forward_is_counted(tmp_path):
 
 def test_status_shows_cells_another_runner_is_training_and_their_saved_step(tmp_path):
   s = _study(tmp_path)
-  cells = {c.id: c for c in study.expand(s, tmp_path / "s")}
+  cells = {c.id: c for c in study_grid.expand(s, tmp_path / "s")}
   live, stopped = cells["cells/xs_ptpp2_kl"].workdir, cells["cells/xs_ptpp2_ntp"].workdir
   for workdir, step in ((live, 4), (stopped, 2)):
     (workdir / "checkpoints" / str(step)).mkdir(parents=True)
@@ -99,7 +99,7 @@ def test_status_shows_cells_another_runner_is_training_and_their_saved_step(tmp_
 def test_a_corpus_read_five_times_is_flagged_and_the_study_refused(tmp_path):
   # the no-replay cell reads 10,240 target tokens of a 2,048-token corpus: 5 epochs
   s = _study(tmp_path, target_size=2048)
-  cost = study_cost.estimate(study.expand(s, tmp_path / "s"))
+  cost = study_cost.estimate(study_grid.expand(s, tmp_path / "s"))
   assert study_cost.repeats(cost) == [("cells/xs_ptpp2_none", "target", pytest.approx(5.0))]
   with pytest.raises(study_cost.CorpusRepeated) as e:
     study_cost.check_repeats(cost)
@@ -109,7 +109,7 @@ def test_a_corpus_read_five_times_is_flagged_and_the_study_refused(tmp_path):
   with pytest.raises(study_cost.CorpusRepeated, match="cells/xs_ptpp2_none would read the corpus target"):
     study.run_study(s, tmp_path / "s")
   assert not (tmp_path / "s").exists()  # refused before anything was written
-  study_cost.check_repeats(study_cost.estimate(study.expand(_study(tmp_path, target_size=2560), tmp_path / "s")))
+  study_cost.check_repeats(study_cost.estimate(study_grid.expand(_study(tmp_path, target_size=2560), tmp_path / "s")))
 
 
 def test_babi_original_is_repeated_by_design_and_local_corpora_are_estimated_without_a_tokenizer(tmp_path):
@@ -118,7 +118,7 @@ def test_babi_original_is_repeated_by_design_and_local_corpora_are_estimated_wit
   s.adapt.data.target.babi_mode, s.adapt.data.target.babi_stories, s.adapt.data.target.babi_tasks = "original", 10, "1"
   s.pretrain.data.base.kind, s.pretrain.data.base.name, s.pretrain.data.base.size_tokens = "corpus", "english", 0.0
   s.adapt.train.total_tokens = 200_000
-  cost = study_cost.estimate(study.expand(s, tmp_path / "s"))
+  cost = study_cost.estimate(study_grid.expand(s, tmp_path / "s"))
   babi = next(c for c in cost.corpora.values() if c.label.startswith("babi_original"))
   assert babi.by_design and babi.estimated and 0 < babi.tokens < 200_000 / 5
   assert not study_cost.repeats(cost)  # read many times, on purpose: never refused
@@ -128,7 +128,7 @@ def test_babi_original_is_repeated_by_design_and_local_corpora_are_estimated_wit
 
 def test_cpu_hours_are_the_measured_wall_time_of_finished_cells(tmp_path):
   s = _study(tmp_path)
-  cells = study.expand(s, tmp_path / "s")
+  cells = study_grid.expand(s, tmp_path / "s")
   pre = cells[0]
   pre.workdir.mkdir(parents=True)
   (pre.workdir / "summary.json").write_text(json.dumps({"wall_seconds": 7200.0}))
