@@ -187,7 +187,7 @@ def _forgetting_study(root, present: bool, seeds=(0, 1, 2)):
 
 
 def test_compute_multiplier_is_the_first_curve_point_at_or_below_the_loss():
-  from cpt_jax.research.report import forgetting  # pylint: disable=g-import-not-at-top
+  from cpt_jax.research.report import forgetting_runs as forgetting  # pylint: disable=g-import-not-at-top
   tokens, loss = [0, 10, 20, 30, 40], [6.0, 5.0, 4.5, 4.2, 4.0]
   assert forgetting.compute_multiplier(tokens, loss, 4.6, 40) == 0.5
   assert forgetting.compute_multiplier(tokens, loss, 4.5, 40) == 0.5
@@ -267,7 +267,7 @@ def _ptpp_study(root, kind: str, seed: int = 0):
 
 
 def test_anchors_are_spread_over_sizes_and_the_grid():
-  from cpt_jax.research.report import ptpp  # pylint: disable=g-import-not-at-top
+  from cpt_jax.research.report import ptpp_forecast as ptpp  # pylint: disable=g-import-not-at-top
   params = np.repeat([1e6, 3e6, 1e7], 16)
   atpp = np.tile(np.repeat([0.5, 1, 2, 4], 4), 3)
   ratio = np.tile([0, 0.125, 0.25, 0.5], 12)
