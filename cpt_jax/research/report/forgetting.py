@@ -14,7 +14,7 @@ interval (cpt_jax/research/stats.py), never off a point estimate:
   (λ) a larger λ trades less forgetting for a higher target loss (smallest vs largest λ of the sweep)
   (d) capacity: the forgetting floor (least forgetting over no replay and the λ sweep, per seed, among runs
       keeping ≥ `floor_min_gain_share` of the no-replay target gain) is higher at high PTPP
-and each run's compute multiplier (forgetting_paper.md §5): the first point of its regime's pretraining
+and each run's compute multiplier (Marek et al., arXiv 2605.26097): the first point of its regime's pretraining
 curve whose base loss ≤ the run's base loss after adapting, ÷ the regime's pretraining tokens, clipped to
 [0, 1] (1 if never reached): the share of pretraining compute the adapted model is still worth.
 

@@ -4,7 +4,7 @@ results.csv has one row per adaptation run: size, params, ptpp (the start checkp
 279), atpp, adapt_tokens, replay_ratio, target_loss, base_loss, base_loss_before, forgetting, seed. A *cell*
 is (size, stage, ATPP, replay ratio); its value is the mean over its seeds.
 
-Protocol (ptpp_paper.md §3–4):
+Protocol (Goffinet et al., arXiv 2510.23198):
   fit       every form of laws.ADAPTATION_FORMS on the cells of all stages but the last (15, 31), one point
             per cell. The PTPP-aware forms also start from the D-CPT fit with their extra terms neutral,
             so a form that contains D-CPT never ends worse than it on the fit cells.
@@ -21,7 +21,7 @@ Protocol (ptpp_paper.md §3–4):
             as measured over its seeds, and every cheaper candidate fails one.
 Claims (verdicts from intervals, cpt_jax/research/stats.py): each PTPP-aware form forecasts the target loss
 better than D-CPT transfer; the gated+floor form (our reading of Form 3) is the best PTPP-aware one; anchors
-improve every form without reordering them (ptpp_paper.md §3: "for all methods"); the plan check. The base
+improve every form without reordering them (the paper: "for all methods"); the plan check. The base
 loss is fitted and scored because the planner needs it, but its forecast is not a claim of the paper (it
 forecasts the target loss).
 

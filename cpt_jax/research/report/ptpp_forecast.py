@@ -15,7 +15,7 @@ from cpt_jax.research.laws import Inputs
 from cpt_jax.research.metrics import huber
 from cpt_jax.research.report.common import _pct
 
-DELTA = 1e-3  # Huber δ on log loss, the fitter's and the metric's (ptpp_paper.md §3)
+DELTA = 1e-3  # Huber δ on log loss, the fitter's and the metric's (our choice: docs/scaling_laws.md)
 # extra parameters that turn each PTPP-aware form into D-CPT (its warm start from the D-CPT fit)
 NEUTRAL = {"ptpp_additive": {"G": 1e-6, "kappa": 0.0}, "ptpp_modulated": {"kappa": 0.0},
            "ptpp_exponent": {"beta1": 0.0}, "gated_floor": {"g_min": 1.0, "k_gate": 0.0, "P0": 100.0, "F": 0.01}}
