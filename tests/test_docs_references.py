@@ -1,5 +1,6 @@
 """The docs name files and tests that exist: a renamed module or test must not leave a stale pointer behind."""
 
+import importlib
 import itertools
 import re
 from pathlib import Path
@@ -45,3 +46,26 @@ def test_every_test_the_docs_cite_exists():
     if not source.exists() or not re.search(defined, source.read_text(encoding="utf-8"), re.M):
       missing.append(f"{doc}: {file}::{name}")
   assert not missing, "docs cite tests that do not exist:\n" + "\n".join(sorted(set(missing)))
+
+
+# `module.name` in the docs, where module is a cpt_jax module's own name. Config sections that share a name with
+# a module (`model.remat` is a field, not an attribute) and file names (`metrics.jsonl`) are not symbols.
+SYMBOL = re.compile(r"`([a-z_]+)\.([A-Za-z_]\w*)[`(]")
+CONFIG_SECTIONS = {"model", "replay", "train", "data", "mesh", "opt", "study", "claims", "config"}
+FILE_SUFFIXES = {"json", "jsonl", "model", "py", "png", "csv", "txt", "sh", "toml", "md", "gz", "ipynb", "pkl"}
+
+
+def test_every_cpt_jax_symbol_the_docs_name_exists():
+  modules: dict[str, list[str]] = {}
+  for f in (ROOT / "cpt_jax").rglob("*.py"):
+    if f.stem not in ("__init__", "__main__"):
+      modules.setdefault(f.stem, []).append(".".join(f.relative_to(ROOT).with_suffix("").parts))
+  checked, missing = 0, []
+  for doc, (mod, attr) in _references(SYMBOL):
+    if mod in CONFIG_SECTIONS or attr in FILE_SUFFIXES or len(modules.get(mod, [])) != 1:
+      continue
+    checked += 1
+    if not hasattr(importlib.import_module(modules[mod][0]), attr):
+      missing.append(f"{doc}: {mod}.{attr} ({modules[mod][0]} has no {attr})")
+  assert checked > 20, checked
+  assert not missing, "docs name symbols that do not exist:\n" + "\n".join(sorted(set(missing)))
