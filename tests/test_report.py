@@ -55,6 +55,17 @@ def test_babi_report_checks_the_claims(tmp_path):
   assert "- Seeds: at most 1 per cell (< 3), so no interval decides a claim" in text and "Resolution:" not in text
   g = report.babi_guideline([r for r in rows if r["axis_data"] == "synthetic"], 0.01)
   assert g[4e4] <= g[3.6e5]  # forgetting grows with the budget here: more replay needed at larger budgets
+  assert "Forgetting is measured from where adaptation starts" not in text  # no copying phase here
+  # with a copying phase before adaptation, forgetting counts from its end, and the report says by how much
+  mid = root / "midtrain" / "small_ptpp8"
+  mid.mkdir(parents=True)
+  (mid / "summary.json").write_text(json.dumps({"before": {"eval/base/loss": 4.6}, "final": {"eval/base/loss": 5.0},
+                                                "tokens": 1000, "wall_seconds": 60.0}))
+  (mid / "config.json").write_text(json.dumps({"data": {"copy_share": 0.5}, "opt": {"lr": 1e-3}}))
+  text = report.study_report(root, tmp_path / "out_mid").read_text()
+  assert ("the end of the copying phase `midtrain/small_ptpp8`, base loss 5.000, +0.400 nats from the pretrained "
+          "model's 4.600") in text
+  assert f"forgetting below 0 (0 of {len(rows)} runs so far)" in text
 
 
 def test_babi_report_of_a_stopped_grid_decides_nothing_it_has_not_run(tmp_path):
