@@ -124,6 +124,31 @@ def test_babi_accuracy_at_the_ceiling_in_every_seed_is_above_the_majority(tmp_pa
          "5.000000, 5.010000" in text
 
 
+def test_babi_replay_claim_after_a_copying_phase_needs_both_references(tmp_path):
+  """Runs that start after a copying phase count forgetting from its end. When 5 % replay stays under the
+  threshold from there but not from the pretrained model, the claim is undecided, and both figures are shown."""
+  rows = [_row(axis_data="synthetic", adapt_tokens=b, replay_ratio=r, seed=seed, babi_accuracy=0.5,
+               base_loss=5.0 + (0.3 if r == 0 else 0.01) + 0.001 * seed)
+          for seed in (0, 1, 2) for b in (1e6, 3e6) for r in (0, 0.05)]
+  root = _write(tmp_path / "s", "babi", rows, {"forgetting_threshold_rel": 0.01, "plateau_tolerance": 0.02})
+
+  def claim(out):
+    text = report.study_report(root, tmp_path / out).read_text()
+    return next(line for line in text.splitlines() if line.startswith("| 5–10 % replay is enough"))
+
+  assert claim("out_plain").endswith("| **yes** |") and "pretrained model" not in claim("out_plain")
+  mid = root / "midtrain" / "small_ptpp8"
+  mid.mkdir(parents=True)
+  (mid / "config.json").write_text(json.dumps({"data": {"copy_share": 0.5}, "opt": {"lr": 1e-3}}))
+  for pre, answer in ((4.9, "| inconclusive |"), (4.99, "| **yes** |")):  # +2.2 % vs +0.4 % from pretrained
+    (mid / "summary.json").write_text(json.dumps({"before": {"eval/base/loss": pre}, "final": {
+        "eval/base/loss": 5.0}, "tokens": 1000, "wall_seconds": 60.0}))
+    line = claim(f"out_{pre}")
+    assert line.endswith(answer) and f"from the pretrained model instead (before the copying phase, base loss " \
+                                      f"{pre:.3f}): 1M: +" in line, line
+    assert ("yes from where adaptation starts, no from the pretrained model" in line) == (pre == 4.9), line
+
+
 def test_babi_guideline_compares_the_budgets_the_replay_ratios_ran_at(tmp_path):
   """A design that runs its largest budget without replay (the learning curve's end) decides "lower budgets need
   higher replay" on the smallest and largest budgets with replay; replay at one budget only decides nothing."""

@@ -68,23 +68,28 @@ def _copying(g: _Grid) -> tuple[bool, str] | None:
   return lacks, text
 
 
-def _forgetting_origin(root: Path, rows) -> list[str]:
-  """Forgetting counts from where adaptation starts. After a copying phase that start is above the pretrained
-  model's base loss, and replaying base text can win part of that back: negative forgetting then means recovery
-  of the phase's loss, not English learned beyond pretraining."""
+def copying_phases(root: Path) -> list[tuple[str, float, float]]:
+  """(name, base loss before, base loss after) of each copying phase (`midtrain/*`) the adaptation runs start from:
+  their "before" is the phase's end, not the pretrained model."""
   out = []
   for run in sorted((root / "midtrain").glob("*/summary.json")) if (root / "midtrain").is_dir() else []:
     s = json.loads(run.read_text())
     before, after = (s.get("before") or {}).get("eval/base/loss"), (s.get("final") or {}).get("eval/base/loss")
-    if before is None or after is None:
-      continue
-    negative = sum(1 for r in rows if (_num(r.get("forgetting")) or 0) < 0)
-    out.append(f"Forgetting is measured from where adaptation starts: the end of the copying phase "
-               f"`midtrain/{run.parent.name}`, base loss {after:.3f}, {after - before:+.3f} nats from the pretrained "
-               f"model's {before:.3f}. Replaying base text can win part of that back, so forgetting below 0 "
-               f"({negative} of {len(rows)} runs so far) means recovery from the phase, not more English than "
-               "after pretraining.")
+    if before is not None and after is not None:
+      out.append((run.parent.name, float(before), float(after)))
   return out
+
+
+def _forgetting_origin(root: Path, rows) -> list[str]:
+  """Forgetting counts from where adaptation starts. After a copying phase that start is above the pretrained
+  model's base loss, and replaying base text can win part of that back: negative forgetting then means recovery
+  of the phase's loss, not English learned beyond pretraining."""
+  negative = sum(1 for r in rows if (_num(r.get("forgetting")) or 0) < 0)
+  return [f"Forgetting is measured from where adaptation starts: the end of the copying phase `midtrain/{name}`, "
+          f"base loss {after:.3f}, {after - before:+.3f} nats from the pretrained model's {before:.3f}. Replaying "
+          f"base text can win part of that back, so forgetting below 0 ({negative} of {len(rows)} runs so far) means "
+          "recovery from the phase, not more English than after pretraining." for name, before, after in
+          copying_phases(root)]
 
 
 def _scale_section(st: Study, g: _Grid, syn: str, thr: float, tol: float, guide) -> list[str]:
