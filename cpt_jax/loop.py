@@ -61,6 +61,15 @@ class _StopFlag:
       signal.signal(sig, handler)
 
 
+def _evaluation_at(workdir: str, step: int) -> dict[str, Any]:
+  """The eval/* metrics metrics.jsonl holds for `step` (a resumed run's final evaluation, made before it stopped)."""
+  out: dict[str, Any] = {}
+  for row in metrics_lib.read_metrics(workdir, missing_ok=True):
+    if row.get("step") == step:
+      out.update({k: v for k, v in row.items() if k.startswith("eval/")})
+  return out
+
+
 def run(cfg, workdir: str) -> dict[str, Any]:
   """Trains one stage to its token budget (resuming if `workdir` has checkpoints); returns the summary.
 
@@ -156,7 +165,12 @@ def _train(cfg, workdir: str, t_start: float, lease: lease_lib.Lease, changes) -
   ckpt_every = max(1, round(cfg.train.checkpoint_every_tokens / tokens_per_step))
   eval_every = max(1, round(cfg.train.eval_every_tokens / tokens_per_step))
   keep_steps = set(checkpointer.keep_steps)
-  last_eval = evaluate(step) if step == 0 else {}
+  if step == 0:
+    last_eval = evaluate(step)
+  elif step >= total_steps:  # stopped after its final evaluation and checkpoint, before summary.json
+    last_eval = _evaluation_at(workdir, step) or evaluate(step)
+  else:
+    last_eval = {}
   pending = None  # (step, device metrics) of the last dispatched step
   skips = 0
   progress = _Progress(total_steps, step, tokens_per_step, enabled=cfg.train.progress and writer.active)
@@ -219,7 +233,7 @@ def _train(cfg, workdir: str, t_start: float, lease: lease_lib.Lease, changes) -
         save(step, force=step in keep_steps or step == total_steps)
         throughput.resume()
       stop_here = cfg.train.stop_at_step and step == cfg.train.stop_at_step and step < total_steps
-      if stop.signal is not None or stop_here:
+      if (stop.signal is not None and step < total_steps) or stop_here:  # the last step: finish, it is all saved
         drain(pending)
         save(step, force=True)
         checkpointer.wait()

@@ -78,3 +78,26 @@ def unreadable_steps(checkpoint_dir, abstract) -> list[str]:
   finally:
     ckpt.close()
   return bad
+
+
+def at_training_batch(monkeypatch, step: int, action) -> None:
+  """Calls `action()` while an in-process run (loop.run) makes training step `step`'s batch.
+
+  sharding.global_batch's calls: the eval sets' rows (placed once, when the evaluator is made), then one per
+  training step."""
+  from cpt_jax import evaluation, sharding  # pylint: disable=g-import-not-at-top
+  calls = {"n": 0, "evals": None}
+  real_batch, real_evaluator = sharding.global_batch, evaluation.Evaluator.__init__
+
+  def batch(*args, **kwargs):
+    calls["n"] += 1
+    if calls["evals"] is not None and calls["n"] == calls["evals"] + step:
+      action()
+    return real_batch(*args, **kwargs)
+
+  def evaluator_then_count(self, *args, **kwargs):
+    real_evaluator(self, *args, **kwargs)
+    calls["evals"] = calls["n"]
+
+  monkeypatch.setattr(sharding, "global_batch", batch)
+  monkeypatch.setattr(evaluation.Evaluator, "__init__", evaluator_then_count)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cpt_jax import evaluation, lease as lease_lib, loop, sharding
+from cpt_jax import lease as lease_lib, loop
 
 sys.path.insert(0, str(Path(__file__).parent))
 import cli_utils  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -38,21 +38,7 @@ def test_second_training_on_a_live_workdir_is_refused(tiny_config_factory, pretr
   workdir = tmp_path / "w"
   env = cli_utils.cli_env(tmp_path, corpus_dir, tokenizer=Path(pretrained[0]) / "tokenizer.model")
   second = {}
-  calls = {"n": 0, "evals": None}
-  real, real_evaluator = sharding.global_batch, evaluation.Evaluator.__init__
-
-  def batch_then_second_run(*args, **kwargs):
-    calls["n"] += 1
-    if calls["evals"] is not None and calls["n"] == calls["evals"] + 5:  # the eval sets' rows, steps 1-4, step 5
-      second["proc"] = cli_utils.run_cli(env, workdir)
-    return real(*args, **kwargs)
-
-  def evaluator_then_count(self, *args, **kwargs):
-    real_evaluator(self, *args, **kwargs)
-    calls["evals"] = calls["n"]
-
-  monkeypatch.setattr(sharding, "global_batch", batch_then_second_run)
-  monkeypatch.setattr(evaluation.Evaluator, "__init__", evaluator_then_count)
+  cli_utils.at_training_batch(monkeypatch, 5, lambda: second.update(proc=cli_utils.run_cli(env, workdir)))
   summary = loop.run(tiny_config_factory(), str(workdir))
   proc = second["proc"]
   errors = cli_utils.error_lines(proc.stderr)

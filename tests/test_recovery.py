@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cpt_jax import evaluation, loop, sharding
+from cpt_jax import loop, sharding
 
 sys.path.insert(0, str(Path(__file__).parent))
 import cli_utils  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -31,25 +31,9 @@ def _steps(workdir):
 
 def test_sigterm_checkpoints_the_current_step_and_resumes_exactly(tiny_config_factory, pretrained, tmp_path,
                                                                   monkeypatch):
-  """The signal arrives while step 5's batch is being made (not a checkpoint step): step 5 is saved.
-
-  global_batch's calls: the eval sets' rows (placed once, when the evaluator is made), steps 1-4, then step 5's
-  batch."""
-  calls = {"n": 0, "evals": None}
-  real, real_evaluator = sharding.global_batch, evaluation.Evaluator.__init__
-
-  def batch_then_signal(*args, **kwargs):
-    calls["n"] += 1
-    if calls["evals"] is not None and calls["n"] == calls["evals"] + 5:
-      os.kill(os.getpid(), signal.SIGTERM)
-    return real(*args, **kwargs)
-
-  def evaluator_then_count(self, *args, **kwargs):
-    real_evaluator(self, *args, **kwargs)
-    calls["evals"] = calls["n"]
-
-  monkeypatch.setattr(sharding, "global_batch", batch_then_signal)
-  monkeypatch.setattr(evaluation.Evaluator, "__init__", evaluator_then_count)
+  """The signal arrives while step 5's batch is being made (not a checkpoint step): step 5 is saved."""
+  real = sharding.global_batch
+  cli_utils.at_training_batch(monkeypatch, 5, lambda: os.kill(os.getpid(), signal.SIGTERM))
   with pytest.raises(loop.Preempted, match="by signal at step 5"):
     loop.run(tiny_config_factory(), str(tmp_path))
   monkeypatch.setattr(sharding, "global_batch", real)
@@ -57,6 +41,26 @@ def test_sigterm_checkpoints_the_current_step_and_resumes_exactly(tiny_config_fa
   assert [s for s, _ in _losses(tmp_path)] == list(range(1, 6))
   loop.run(tiny_config_factory(), str(tmp_path))
   assert _losses(tmp_path) == _losses(pretrained[0])
+
+
+def test_a_signal_at_the_last_step_finishes_the_run_with_its_final_evaluation(tiny_config_factory, pretrained,
+                                                                              tmp_path, monkeypatch):
+  """A SIGTERM during the last step's batch: that step is evaluated and saved anyway, so the run finishes (no exit
+  75) and its summary holds the final evaluation. And a run killed between its final checkpoint and summary.json
+  reports the evaluation it made before it stopped, not an empty one."""
+  finished = json.loads((pretrained[0] / "summary.json").read_text())
+  real = sharding.global_batch
+  cli_utils.at_training_batch(monkeypatch, finished["steps"], lambda: os.kill(os.getpid(), signal.SIGTERM))
+  summary = loop.run(tiny_config_factory(), str(tmp_path / "a"))  # no Preempted
+  assert summary["steps"] == finished["steps"] and summary["final"] == finished["final"]
+  assert any(k.startswith("eval/") for k in summary["final"]), summary["final"]
+  monkeypatch.setattr(sharding, "global_batch", real)
+
+  workdir = tmp_path / "b"
+  shutil.copytree(pretrained[0], workdir)
+  (workdir / "summary.json").unlink()  # killed after the final checkpoint, before summary.json
+  summary = loop.run(tiny_config_factory(), str(workdir))
+  assert summary["steps"] == finished["steps"] and summary["final"] == finished["final"]
 
 
 @pytest.mark.slow
