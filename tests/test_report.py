@@ -56,6 +56,8 @@ def test_babi_report_checks_the_claims(tmp_path):
   g = report.babi_guideline([r for r in rows if r["axis_data"] == "synthetic"], 0.01)
   assert g[4e4] <= g[3.6e5]  # forgetting grows with the budget here: more replay needed at larger budgets
   assert "Forgetting is measured from where adaptation starts" not in text  # no copying phase here
+  acc_table = text.split("### bAbI-synthetic: accuracy on its own test per replay ratio × budget")[1].split("###")[0]
+  assert "| 0 % | 0.360" in acc_table and "| 50 % | 0.360" in acc_table, acc_table  # accuracy per ratio, own test
   # with a copying phase before adaptation, forgetting counts from its end, and the report says by how much
   mid = root / "midtrain" / "small_ptpp8"
   mid.mkdir(parents=True)

@@ -125,12 +125,13 @@ def babi_report(st: Study):
   body.append(st.figure(fig, "heatmaps.png", "bAbI accuracy (left) and base-domain forgetting (right) over "
                            "budget × replay ratio, per target data variant, means over seeds"))
   for v in V:
-    lines = ["| replay \\ budget | " + " | ".join(_tokens(b) for b in B) + " |", "|---|" + "---|" * len(B)]
-    for q in Q:
-      lines.append(f"| {_pct(q)} | " + " | ".join(
-          _fmt(stats.mean_ci(g.values(v, b, q, "forgetting")), "+.3f") if (v, b, q) in g.cells else "–"
-          for b in B) + " |")
-    body += [f"### bAbI-{v}: forgetting (nats) per replay ratio × budget", "", *lines, ""]
+    for key, what, spec in (("babi_accuracy", "accuracy on its own test", ".3f"),
+                            ("forgetting", "forgetting (nats)", "+.3f")):
+      lines = ["| replay \\ budget | " + " | ".join(_tokens(b) for b in B) + " |", "|---|" + "---|" * len(B)]
+      for q in Q:
+        lines.append(f"| {_pct(q)} | " + " | ".join(
+            _fmt(stats.mean_ci(g.values(v, b, q, key)), spec) if (v, b, q) in g.cells else "–" for b in B) + " |")
+      body += [f"### bAbI-{v}: {what} per replay ratio × budget", "", *lines, ""]
 
   # --- guideline with intervals
   guide = {v: _guideline(g, v, thr) for v in V}
