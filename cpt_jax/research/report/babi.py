@@ -201,7 +201,7 @@ def babi_report(st: Study):
       from_pretrained += (f"; from the pretrained model instead (before the copying phase, base loss {pre:.3f}): "
                           + ", ".join(f"{_tokens(b)}: {_fmt(iv, '+.2%')}" for b, iv in rel.items()))
       other = stats.all_of(*(stats.verdict(iv, "<", thr) for iv in rel.values()))
-      if other.answer != vd.answer and not nothing:
+      if vd.answer != stats.INCONCLUSIVE and other.answer != vd.answer and not nothing:
         vd = stats.Verdict(stats.INCONCLUSIVE, f"{vd.answer} from where adaptation starts, {other.answer} from "
                                                "the pretrained model (before the copying phase)")
     claims.append(_claim(

@@ -206,8 +206,9 @@ def provenance(root: Path, config: dict[str, Any], rows) -> str:
     inv = [json.loads(x) for x in (root / "invocations.jsonl").read_text().splitlines() if x.strip()]
   for i in inv:
     argv = " ".join(["python -m cpt_jax.study"] + i["argv"][1:])
+    n = len(i["cells_run"])
     lines.append(f"- `{argv}`: {_utc(i['started'])} → {_utc(i['finished'])}, {i['seconds'] / 60:.1f} min, "
-                 f"{len(i['cells_run'])} cells run{', ' + str(len(i['failed'])) + ' failed' if i['failed'] else ''}")
+                 f"{n} cell{'' if n == 1 else 's'} run" + (f", {len(i['failed'])} failed" if i["failed"] else ""))
   runner = sum(i["seconds"] for i in inv)
   jobs = max([i.get("jobs", 1) for i in inv], default=1)
   recorded = {c.split("/", 1)[-1] for i in inv for c in i["cells_run"]}
