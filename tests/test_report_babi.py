@@ -149,3 +149,27 @@ def test_babi_guideline_compares_the_budgets_the_replay_ratios_ran_at(tmp_path):
   assert "smallest → largest budget with replay: 50 % (sure from 50 %) → 5 % (sure from 5 %)" in both, both
   assert both.endswith("| **yes** |"), both
   assert claim((1e6,), "one").endswith("| inconclusive |")
+
+
+def test_babi_guideline_after_a_copying_phase_is_read_from_both_references(tmp_path):
+  """Replay that wins back a copying phase's loss meets the threshold from where adaptation starts at any ratio;
+  from the pretrained model the small budget needs 25 %. The guideline shows both, and the budgets claim is
+  decided only where the two references agree."""
+  rows = [_row(axis_data="synthetic", adapt_tokens=b, replay_ratio=r, seed=seed, babi_accuracy=0.5,
+               base_loss=(5.3 if r == 0 else 4.97 if (b, r) == (1e6, 0.05) else 4.92) + 0.001 * seed)
+          for seed in (0, 1, 2) for b in (1e6, 3e6) for r in (0, 0.05, 0.25)]
+  root = _write(tmp_path / "s", "babi", rows, {"forgetting_threshold_rel": 0.01})
+  mid = root / "midtrain" / "small_ptpp8"
+  mid.mkdir(parents=True)
+  (mid / "config.json").write_text(json.dumps({"data": {"copy_share": 0.5}, "opt": {"lr": 1e-3}}))
+  for pre, answer in ((4.9, "| inconclusive |"), (4.99, "| **no** |")):
+    (mid / "summary.json").write_text(json.dumps({"before": {"eval/base/loss": pre}, "final": {
+        "eval/base/loss": 5.0}, "tokens": 1000, "wall_seconds": 60.0}))
+    text = report.study_report(root, tmp_path / f"out_{pre}").read_text()
+    claim = next(line for line in text.splitlines() if line.startswith("| Lower compute budgets need higher replay"))
+    assert claim.endswith(answer), claim
+    assert "5 % (sure from 5 %) → 5 % (sure from 5 %); from the pretrained model: " in claim, claim
+    if pre == 4.9:
+      assert "from the pretrained model: 25 % (sure from 25 %) → 5 % (sure from 5 %)" in claim, claim
+      assert "no from where adaptation starts, yes from the pretrained model" in claim, claim
+    assert f"| budget | bAbI-synthetic | bAbI-synthetic, from the pretrained model ({pre:.3f}) |" in text

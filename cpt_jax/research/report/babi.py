@@ -17,7 +17,8 @@ from cpt_jax.research import stats
 from cpt_jax.research.report.common import Claim, Study, _heatmap, _pct, _plt, _tokens, planned_cells
 from cpt_jax.research.report.babi_grid import (_accuracy_vs_majority, _crossed_per_seed, _fmt,
                                                _gap_to_majority, _Grid, _guideline, _own_majority,
-                                               _per_seed_cells, _test_majority, _test_sets, plateau_budget)
+                                               _per_seed_cells, _test_majority, _test_sets, plateau_budget,
+                                               rel_loss_rise)
 from cpt_jax.research.report.babi_scale import _scale_section, copying_phases
 
 
@@ -134,14 +135,27 @@ def babi_report(st: Study):
       body += [f"### bAbI-{v}: {what} per replay ratio × budget", "", *lines, ""]
 
   # --- guideline with intervals
-  guide = {v: _guideline(g, v, thr) for v in V}
-  lines = ["| budget | " + " | ".join(f"bAbI-{v}" for v in V) + " |", "|---|" + "---|" * len(V)]
-  for b in B:
-    lines.append(f"| {_tokens(b)} | " + " | ".join(guide[v][b]["text"] for v in V) + " |")
+  # forgetting counts from where adaptation starts and, after a copying phase, also from the pretrained model
+  phases = copying_phases(st.root)
+  refs = [("", None)] + [(f", from the pretrained model ({pre:.3f})", pre) for _, pre, _ in phases]
+  guides = [{v: _guideline(g, v, thr, pre) for v in V} for _, pre in refs]
+  guide = guides[0]
+  # the variants and budgets with replay cells: a guideline elsewhere would only restate the no-replay cell
+  replayed = {(v, b) for v, b, q in g.cells if q > 0}
+  RV, RB = [v for v in V if any(v == x for x, _ in replayed)], [b for b in B if any(b == y for _, y in replayed)]
+  lines = ["| budget | " + " | ".join(f"bAbI-{v}{label}" for v in RV for label, _ in refs) + " |",
+           "|---|" + "---|" * (len(RV) * len(refs))]
+  for b in RB:
+    lines.append(f"| {_tokens(b)} | " + " | ".join(gd[v][b]["text"] for v in RV for gd in guides) + " |")
+  unreplayed = [f"bAbI-{v}" for v in V if v not in RV] + [f"{_tokens(b)} tokens" for b in B if b not in RB]
   body += ["### Guideline: smallest replay ratio keeping forgetting under the threshold", "",
            f"Threshold: forgetting (base-domain loss after − before) ≤ {_pct(thr)} of the base loss before "
-           "adapting. Each entry: the smallest ratio whose mean over seeds is under it (its relative forgetting [95 % "
-           "interval]), and the smallest ratio whose whole interval is under it (\"sure from\").", "", *lines, ""]
+           "adapting" + (", or (columns \"from the pretrained model\") the base loss's rise over the pretrained "
+                         "model's, before the copying phase" if phases else "")
+           + ". Each entry: the smallest ratio whose mean over seeds is under it (its relative forgetting [95 % "
+           "interval]), and the smallest ratio whose whole interval is under it (\"sure from\")."
+           + (f" Run without replay only (so far), so not in the table: {', '.join(unreplayed)}." if unreplayed
+              else ""), "", *(lines if RV else ["No replay cell has run yet."]), ""]
 
   # --- plateau
   pl, acc_by, per_budget = {}, {}, {}
@@ -196,8 +210,8 @@ def babi_report(st: Study):
     # after a copying phase, forgetting from the adapted start can hide a loss against the pretrained model (and
     # replay can win the phase's loss back): the claim holds only if it holds from both
     from_pretrained = ""
-    for _, pre, _ in copying_phases(st.root):
-      rel = {b: stats.mean_ci([(x - pre) / pre for x in g.per_seed(syn, "base_loss", [b], [q_ref])]) for b in GB}
+    for _, pre, _ in phases:
+      rel = {b: stats.mean_ci(rel_loss_rise(g, syn, b, q_ref, pre)) for b in GB}
       from_pretrained += (f"; from the pretrained model instead (before the copying phase, base loss {pre:.3f}): "
                           + ", ".join(f"{_tokens(b)}: {_fmt(iv, '+.2%')}" for b, iv in rel.items()))
       other = stats.all_of(*(stats.verdict(iv, "<", thr) for iv in rel.values()))
@@ -211,26 +225,17 @@ def babi_report(st: Study):
             f"{_tokens(b)}: {_fmt(stats.mean_ci(g.per_seed(syn, 'rel_forgetting', [b], [q_ref])), '.2%')}"
             for b in GB) + f" against ≤ {_pct(thr)}" + from_pretrained, vd))
   # lower budgets need higher replay
-  gs = guide[syn]
-  small, large = (gs[GB[0]], gs[GB[-1]]) if GB else (None, None)
-  if len(GB) < 2:
-    vd = stats.Verdict(stats.INCONCLUSIVE, f"the replay ratios ran at {'one budget only' if GB else 'no budget yet'}")
-  elif not (small["complete"] and large["complete"]):
-    vd = stats.Verdict(stats.INCONCLUSIVE, "not every replay ratio has run at both budgets yet")
-  elif small["sure"] is None or large["sure"] is None:
-    vd = stats.Verdict(stats.INCONCLUSIVE, f"fewer than {stats.MIN_VALUES} seeds: no interval decides a ratio")
-  elif small["maybe"] > large["sure"]:
-    vd = stats.Verdict(stats.YES, "even the least replay the smallest budget may need exceeds what the largest "
-                                  "surely needs")
-  elif small["sure"] <= large["maybe"]:
-    vd = stats.Verdict(stats.NO, "the smallest budget surely needs no more replay than the largest may need")
-  else:
-    vd = stats.Verdict(stats.INCONCLUSIVE, "the guideline intervals of the two budgets overlap")
+  per_ref = [_lower_budgets_need_more(gd[syn], GB) for gd in guides]
+  vd = per_ref[0]
+  if any(other.answer != vd.answer for other in per_ref[1:]) and vd.answer != stats.INCONCLUSIVE:
+    vd = stats.Verdict(stats.INCONCLUSIVE, f"{vd.answer} from where adaptation starts, "
+                                           f"{per_ref[1].answer} from the pretrained model (before the copying phase)")
   claims.append(_claim(
       "Lower compute budgets need higher replay ratios to prevent forgetting",
-      f"bAbI-{syn} guideline, smallest → largest budget with replay: "
-      + (" → ".join(gs[b]["short"] for b in GB) if GB else "no replay run yet"),
-      vd))
+      f"bAbI-{syn} guideline, smallest → largest budget with replay: " + "; ".join(
+          ("from the pretrained model: " if k else "")
+          + (" → ".join(gd[syn][b]["short"] for b in GB) if GB else "no replay run yet")
+          for k, gd in enumerate(guides)), vd))
   # synthetic vs original
   if oth is not None:
     rq = [q for q in Q if (syn, b_max, q) in g.cells and (oth, b_max, q) in g.cells]
@@ -263,6 +268,23 @@ def babi_report(st: Study):
   title = ("Study 1 (seed 000): bAbI adaptation — data variant × token budget × replay ratio × seed, synthetic vs "
            "original data")
   return title, "## Results\n\n" + "\n".join(body), claims
+
+
+def _lower_budgets_need_more(gs: dict, GB: list) -> stats.Verdict:
+  """Does the smallest budget with replay need a larger replay ratio than the largest, by the guideline `gs`?"""
+  small, large = (gs[GB[0]], gs[GB[-1]]) if GB else (None, None)
+  if len(GB) < 2:
+    return stats.Verdict(stats.INCONCLUSIVE, f"the replay ratios ran at {'one budget only' if GB else 'no budget yet'}")
+  if not (small["complete"] and large["complete"]):
+    return stats.Verdict(stats.INCONCLUSIVE, "not every replay ratio has run at both budgets yet")
+  if small["sure"] is None or large["sure"] is None:
+    return stats.Verdict(stats.INCONCLUSIVE, f"fewer than {stats.MIN_VALUES} seeds: no interval decides a ratio")
+  if small["maybe"] > large["sure"]:
+    return stats.Verdict(stats.YES, "even the least replay the smallest budget may need exceeds what the largest "
+                                    "surely needs")
+  if small["sure"] <= large["maybe"]:
+    return stats.Verdict(stats.NO, "the smallest budget surely needs no more replay than the largest may need")
+  return stats.Verdict(stats.INCONCLUSIVE, "the guideline intervals of the two budgets overlap")
 
 
 def _seed_label(x) -> str:

@@ -174,13 +174,22 @@ def _per_seed_cells(g: _Grid, v: str, key: str, cells) -> list[float]:
   return [float(np.mean(x)) for x in by_seed.values()]
 
 
-def _guideline(g: _Grid, v: str, thr: float) -> dict:
+def rel_loss_rise(g: _Grid, v: str, b: float, q: float, pretrained: float | None = None) -> list[float]:
+  """Per seed: the base loss's relative rise in cell (v, b, q), from where adaptation starts, or (`pretrained`:
+  that model's base loss) from the pretrained model, which a copying phase before adaptation sets apart."""
+  if pretrained is None:
+    return g.per_seed(v, "rel_forgetting", [b], [q])
+  return [(x - pretrained) / pretrained for x in g.per_seed(v, "base_loss", [b], [q])]
+
+
+def _guideline(g: _Grid, v: str, thr: float, pretrained: float | None = None) -> dict:
   """Per budget: the smallest ratio under the threshold by its mean over seeds ("point"), surely (its interval
   under it: "sure") and possibly (its interval not wholly above it: "maybe"); a ratio above the grid is 1.0;
-  "sure" and "maybe" are None where too few seeds decide anything. With text for the tables."""
+  "sure" and "maybe" are None where too few seeds decide anything. Forgetting counts from where adaptation
+  starts, or from the pretrained model's base loss `pretrained`. With text for the tables."""
   out = {}
   for b in g.budgets:
-    ivs = {q: stats.mean_ci(rel) for q in g.ratios for rel in [g.per_seed(v, "rel_forgetting", [b], [q])] if rel}
+    ivs = {q: stats.mean_ci(rel) for q in g.ratios for rel in [rel_loss_rise(g, v, b, q, pretrained)] if rel}
     answers = {q: stats.verdict(iv, "<", thr).answer for q, iv in ivs.items()}
     point = next((q for q, iv in ivs.items() if iv.estimate <= thr), None)
     sure = next((q for q, a in answers.items() if a == stats.YES), 1.0)
