@@ -173,3 +173,24 @@ def test_babi_guideline_after_a_copying_phase_is_read_from_both_references(tmp_p
       assert "from the pretrained model: 25 % (sure from 25 %) → 5 % (sure from 5 %)" in claim, claim
       assert "no from where adaptation starts, yes from the pretrained model" in claim, claim
     assert f"| budget | bAbI-synthetic | bAbI-synthetic, from the pretrained model ({pre:.3f}) |" in text
+
+
+def test_babi_learning_curve_still_rising_at_its_end_leaves_the_plateau_open(tmp_path):
+  """Accuracy that still gains between the two largest budgets is no evidence against a plateau beyond them: the
+  claim is inconclusive, and the report says what the next budget would cost; a flat end is a plateau (yes)."""
+  def text(gain, name):
+    rows = [_row(axis_data="synthetic", adapt_tokens=b, replay_ratio=0.0, seed=seed, wall_seconds=3600.0 * b / 9e6,
+                 babi_accuracy=0.3 + 0.001 * seed + (0.3 if b > 1e6 else 0) + (gain if b > 3e6 else 0))
+            for seed in (0, 1, 2) for b in (1e6, 3e6, 9e6)]
+    root = _write(tmp_path / name, "babi", rows, {"forgetting_threshold_rel": 0.01, "plateau_tolerance": 0.02})
+    return report.study_report(root, tmp_path / f"out_{name}").read_text()
+
+  rising = text(0.1, "rising")
+  claim = next(line for line in rising.splitlines() if line.startswith("| Task accuracy plateaus"))
+  assert claim.endswith("| inconclusive |") and "a plateau, if there is one, lies beyond 9M tokens" in claim, claim
+  assert ("the next budget at the same step (×3, 27M tokens) would take ≈3.0 h per seed, scaled from the 9M cells' "
+          "measured 1.0 h") in rising
+  flat = text(0.0, "flat")
+  assert next(line for line in flat.splitlines() if line.startswith("| Task accuracy plateaus")).endswith(
+      "| **yes** |")
+  assert "where it flattens is not measured" not in flat

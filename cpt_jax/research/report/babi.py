@@ -179,6 +179,7 @@ def babi_report(st: Study):
         f"{_fmt(iv, '+.3f')}" + (f"; tasks above their baseline: {counts['yes']} yes, {counts['no']} no, "
                                  f"{counts['inconclusive']} undecided of {len(per_task)}" if per_task else ""), vd))
   # plateau
+  rising = None
   if len(B) >= 2:
     first, prev, last = per_budget[syn][B[0]], per_budget[syn][B[-2]], per_budget[syn][B[-1]]
     learned = stats.verdict(stats.diff_ci(last, first), ">", tol)
@@ -186,6 +187,10 @@ def babi_report(st: Study):
     little = stats.verdict(step, "<", tol)
     vd = little if learned.answer == stats.YES else stats.Verdict(
         stats.INCONCLUSIVE, f"no learning to plateau established ({learned.why})")
+    if vd.answer == stats.NO:  # still rising at the grid's end says nothing of a plateau beyond it
+      rising = (B[-2], B[-1], step)
+      vd = stats.Verdict(stats.INCONCLUSIVE, f"still rising at the largest budget run ({little.why}): a plateau, if "
+                                             f"there is one, lies beyond {_tokens(B[-1])} tokens")
     claims.append(_claim(
         "Task accuracy plateaus at a budget (≈10^8.5 tokens for 1.7B); larger budgets add little",
         f"bAbI-{syn} mean accuracy by budget: " + ", ".join(f"{_tokens(b)}: {acc_by[syn][b]:.3f}" for b in B)
@@ -264,7 +269,7 @@ def babi_report(st: Study):
         f"mean forgetting over {len(cells)} matched cells: synthetic {_fmt(stats.mean_ci(fs), '+.4f')} vs original "
         f"{_fmt(stats.mean_ci(fo), '+.4f')} nats; difference {_fmt(d, '+.4f')}", stats.verdict(d, "<", 0.0)))
 
-  body += _scale_section(st, g, syn, thr, tol, guide)
+  body += _scale_section(st, g, syn, thr, tol, guide, rising)
   title = ("Study 1 (seed 000): bAbI adaptation — data variant × token budget × replay ratio × seed, synthetic vs "
            "original data")
   return title, "## Results\n\n" + "\n".join(body), claims

@@ -92,8 +92,22 @@ def _forgetting_origin(root: Path, rows) -> list[str]:
           copying_phases(root)]
 
 
-def _scale_section(st: Study, g: _Grid, syn: str, thr: float, tol: float, guide) -> list[str]:
-  """What this scale can and cannot show, from the numbers: model, seeds, test size, resolution, floor effects."""
+def _plateau_beyond(g: _Grid, v: str, prev: float, last: float, step: stats.Interval, tol: float) -> str:
+  """Where the learning curve stands at its end, and what one more budget step would cost at the measured rate."""
+  hours = [x / 3600 for x in g.values(v, last, g.ratios[0], "wall_seconds")]
+  nxt = last * last / prev
+  cost = (f"; the next budget at the same step (×{last / prev:.3g}, {_tokens(nxt)} tokens) would take "
+          f"≈{np.mean(hours) * nxt / last:.1f} h per seed, scaled from the {_tokens(last)} cells' measured "
+          f"{np.mean(hours):.1f} h" if hours else "")
+  return (f"Plateau: bAbI-{v}'s accuracy still rises at the largest budget, {_fmt(step, '+.3f')} "
+          f"from {_tokens(prev)} to {_tokens(last)} tokens ('little' is < {tol:.2f}), so where it flattens is not "
+          f"measured{cost}.")
+
+
+def _scale_section(st: Study, g: _Grid, syn: str, thr: float, tol: float, guide, rising=None) -> list[str]:
+  """What this scale can and cannot show, from the numbers: model, seeds, test size, resolution, floor effects.
+  `rising`: (budget before the largest, the largest, the accuracy gain between them) where the learning curve
+  still rises at its end."""
   rows = g.rows
   params = [x for r in rows for x in [_num(r.get("params"))] if x is not None]
   examples = [x for r in rows for x in [_num(r.get("babi_examples"))] if x is not None]
@@ -141,6 +155,8 @@ def _scale_section(st: Study, g: _Grid, syn: str, thr: float, tol: float, guide)
         + ("." if len(sure) >= 3 else "; the learning curves show how far the largest budget got."))
     if len(sure) < 3:
       cannot.extend(_what_it_would_take(g, v, mastery))
+  if rising:
+    cannot.append(_plateau_beyond(g, syn, *rising, tol))
   copying = _copying(g)
   if copying:
     (cannot if copying[0] else can).append(copying[1])
