@@ -152,27 +152,39 @@ def test_babi_guideline_compares_the_budgets_the_replay_ratios_ran_at(tmp_path):
 
 
 def test_babi_guideline_after_a_copying_phase_is_read_from_both_references(tmp_path):
-  """Replay that wins back a copying phase's loss meets the threshold from where adaptation starts at any ratio;
-  from the pretrained model the small budget needs 25 %. The guideline shows both, and the budgets claim is
-  decided only where the two references agree."""
+  """From where adaptation starts, 1M needs 5 % replay and 3M 25 %: lower budgets need *less* ("no"). From a
+  pretrained model 2 % below that start, 1M needs 50 % and 3M 25 % ("yes"). The guideline shows both references,
+  the claim is decided only where they agree, and the table leaves out what ran without replay."""
+  loss = {(1e6, 0): 5.3, (1e6, 0.05): 4.99, (1e6, 0.25): 4.96, (1e6, 0.5): 4.92,
+          (3e6, 0): 5.3, (3e6, 0.05): 5.2, (3e6, 0.25): 4.93, (3e6, 0.5): 4.92}
   rows = [_row(axis_data="synthetic", adapt_tokens=b, replay_ratio=r, seed=seed, babi_accuracy=0.5,
-               base_loss=(5.3 if r == 0 else 4.97 if (b, r) == (1e6, 0.05) else 4.92) + 0.001 * seed)
-          for seed in (0, 1, 2) for b in (1e6, 3e6) for r in (0, 0.05, 0.25)]
+               base_loss=x + 0.001 * seed) for seed in (0, 1, 2) for (b, r), x in loss.items()]
+  rows += [_row(axis_data=data, adapt_tokens=b, replay_ratio=0.0, seed=seed, babi_accuracy=0.5, base_loss=5.3)
+           for seed in (0, 1, 2) for data, b in (("original", 1e6), ("original", 3e6), ("synthetic", 9e6))]
   root = _write(tmp_path / "s", "babi", rows, {"forgetting_threshold_rel": 0.01})
   mid = root / "midtrain" / "small_ptpp8"
   mid.mkdir(parents=True)
   (mid / "config.json").write_text(json.dumps({"data": {"copy_share": 0.5}, "opt": {"lr": 1e-3}}))
-  for pre, answer in ((4.9, "| inconclusive |"), (4.99, "| **no** |")):
+  for pre, answer in ((4.9, "| inconclusive |"), (5.01, "| **no** |")):
     (mid / "summary.json").write_text(json.dumps({"before": {"eval/base/loss": pre}, "final": {
         "eval/base/loss": 5.0}, "tokens": 1000, "wall_seconds": 60.0}))
     text = report.study_report(root, tmp_path / f"out_{pre}").read_text()
     claim = next(line for line in text.splitlines() if line.startswith("| Lower compute budgets need higher replay"))
     assert claim.endswith(answer), claim
-    assert "5 % (sure from 5 %) → 5 % (sure from 5 %); from the pretrained model: " in claim, claim
+    assert "5 % (sure from 5 %) → 25 % (sure from 25 %); from the pretrained model: " in claim, claim
     if pre == 4.9:
-      assert "from the pretrained model: 25 % (sure from 25 %) → 5 % (sure from 5 %)" in claim, claim
-      assert "no from where adaptation starts, yes from the pretrained model" in claim, claim
+      assert "from the pretrained model: 50 % (sure from 50 %) → 25 % (sure from 25 %)" in claim, claim
+      assert "no from where adaptation starts (" in claim and ", yes from the pretrained model before" in claim, claim
     assert f"| budget | bAbI-synthetic | bAbI-synthetic, from the pretrained model ({pre:.3f}) |" in text
+    assert "Not in the table (no replay cell run): bAbI-original, 9M tokens." in text
+    assert "| 9M |" not in text.split("### Guideline")[1].split("Plateau budget")[0]
+  # runs that began from a base other than the phase's end get no pretrained reference
+  root = _write(tmp_path / "other", "babi", [dict(r, base_loss_before=5.1) for r in rows],
+                {"forgetting_threshold_rel": 0.01})
+  (root / "midtrain").mkdir()
+  mid.rename(root / "midtrain" / mid.name)
+  text = report.study_report(root, tmp_path / "out_other").read_text()
+  assert "from the pretrained model" not in text.split("### Guideline")[1].split("Plateau budget")[0]
 
 
 def test_babi_learning_curve_still_rising_at_its_end_leaves_the_plateau_open(tmp_path):
@@ -194,3 +206,15 @@ def test_babi_learning_curve_still_rising_at_its_end_leaves_the_plateau_open(tmp
   assert next(line for line in flat.splitlines() if line.startswith("| Task accuracy plateaus")).endswith(
       "| **yes** |")
   assert "where it flattens is not measured" not in flat
+
+
+def test_babi_budgets_that_need_the_same_smallest_ratio_are_not_told_apart(tmp_path):
+  """Both budgets fail at 0 % and pass at 5 %: each needs something in (0, 5 %], which the grid cannot order, so
+  "lower budgets need higher replay" is neither yes nor no."""
+  rows = [_row(axis_data="synthetic", adapt_tokens=b, replay_ratio=r, seed=seed, babi_accuracy=0.5,
+               base_loss=(5.3 if r == 0 else 4.9) + 0.001 * seed)
+          for seed in (0, 1, 2) for b in (1e6, 3e6) for r in (0, 0.05, 0.25)]
+  root = _write(tmp_path / "s", "babi", rows, {"forgetting_threshold_rel": 0.01})
+  text = report.study_report(root, tmp_path / "out").read_text()
+  claim = next(line for line in text.splitlines() if line.startswith("| Lower compute budgets need higher replay"))
+  assert "5 % (sure from 5 %) → 5 % (sure from 5 %)" in claim and claim.endswith("| inconclusive |"), claim

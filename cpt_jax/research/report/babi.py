@@ -19,7 +19,7 @@ from cpt_jax.research.report.babi_grid import (_accuracy_vs_majority, _crossed_p
                                                _gap_to_majority, _Grid, _guideline, _own_majority,
                                                _per_seed_cells, _test_majority, _test_sets, plateau_budget,
                                                rel_loss_rise)
-from cpt_jax.research.report.babi_scale import _scale_section, copying_phases
+from cpt_jax.research.report.babi_scale import _scale_section, copying_phases, pretrained_reference
 
 
 def babi_report(st: Study):
@@ -136,9 +136,9 @@ def babi_report(st: Study):
 
   # --- guideline with intervals
   # forgetting counts from where adaptation starts and, after a copying phase, also from the pretrained model
-  phases = copying_phases(st.root)
-  refs = [("", None)] + [(f", from the pretrained model ({pre:.3f})", pre) for _, pre, _ in phases]
-  guides = [{v: _guideline(g, v, thr, pre) for v in V} for _, pre in refs]
+  pre = pretrained_reference(copying_phases(st.root), st.rows)
+  refs = [("", None)] + ([(f", from the pretrained model ({pre:.3f})", pre)] if pre is not None else [])
+  guides = [{v: _guideline(g, v, thr, p) for v in V} for _, p in refs]
   guide = guides[0]
   # the variants and budgets with replay cells: a guideline elsewhere would only restate the no-replay cell
   replayed = {(v, b) for v, b, q in g.cells if q > 0}
@@ -150,12 +150,13 @@ def babi_report(st: Study):
   unreplayed = [f"bAbI-{v}" for v in V if v not in RV] + [f"{_tokens(b)} tokens" for b in B if b not in RB]
   body += ["### Guideline: smallest replay ratio keeping forgetting under the threshold", "",
            f"Threshold: forgetting (base-domain loss after − before) ≤ {_pct(thr)} of the base loss before "
-           "adapting" + (", or (columns \"from the pretrained model\") the base loss's rise over the pretrained "
-                         "model's, before the copying phase" if phases else "")
+           "adapting" + (f"; in the columns \"from the pretrained model\", the base loss after adapting ≤ "
+                         f"{_pct(thr)} above the pretrained model's ({pre:.3f}, before the copying phase)"
+                         if pre is not None else "")
            + ". Each entry: the smallest ratio whose mean over seeds is under it (its relative forgetting [95 % "
            "interval]), and the smallest ratio whose whole interval is under it (\"sure from\")."
-           + (f" Run without replay only (so far), so not in the table: {', '.join(unreplayed)}." if unreplayed
-              else ""), "", *(lines if RV else ["No replay cell has run yet."]), ""]
+           + (f" Not in the table (no replay cell run): {', '.join(unreplayed)}." if unreplayed else ""),
+           "", *(lines if RV else ["No replay cell has run yet."]), ""]
 
   # --- plateau
   pl, acc_by, per_budget = {}, {}, {}
@@ -165,7 +166,10 @@ def babi_report(st: Study):
     acc_by[v] = {b: float(np.mean(x)) if x else float("nan") for b, x in per_budget[v].items()}
     pl[v] = plateau_budget({b: a for b, a in acc_by[v].items() if not math.isnan(a)}, tol)
   body += [f"Plateau budget (mean accuracy over seeds and the replay ratios run at every budget, within {tol:.2f} "
-           "of the best budget's): " + ", ".join(f"bAbI-{v}: {_tokens(pl[v])} tokens" for v in V) + ".", ""]
+           "of the best budget's): " + ", ".join(
+               f"bAbI-{v}: " + (f"{_tokens(pl[v])} tokens" if pl[v] != B[-1] or len(B) < 2 else
+                                f"{_tokens(B[-1])} tokens, the largest budget run (no plateau located)")
+               for v in V) + ".", ""]
 
   # ------------------------------------------------------------------------------------------------ claims
   for v in V:
@@ -215,7 +219,7 @@ def babi_report(st: Study):
     # after a copying phase, forgetting from the adapted start can hide a loss against the pretrained model (and
     # replay can win the phase's loss back): the claim holds only if it holds from both
     from_pretrained = ""
-    for _, pre, _ in phases:
+    if pre is not None:
       rel = {b: stats.mean_ci(rel_loss_rise(g, syn, b, q_ref, pre)) for b in GB}
       from_pretrained += (f"; from the pretrained model instead (before the copying phase, base loss {pre:.3f}): "
                           + ", ".join(f"{_tokens(b)}: {_fmt(iv, '+.2%')}" for b, iv in rel.items()))
@@ -232,9 +236,10 @@ def babi_report(st: Study):
   # lower budgets need higher replay
   per_ref = [_lower_budgets_need_more(gd[syn], GB) for gd in guides]
   vd = per_ref[0]
-  if any(other.answer != vd.answer for other in per_ref[1:]) and vd.answer != stats.INCONCLUSIVE:
-    vd = stats.Verdict(stats.INCONCLUSIVE, f"{vd.answer} from where adaptation starts, "
-                                           f"{per_ref[1].answer} from the pretrained model (before the copying phase)")
+  if len(per_ref) > 1 and per_ref[1].answer != vd.answer:
+    vd = stats.Verdict(stats.INCONCLUSIVE, f"{vd.answer} from where adaptation starts ({vd.why}), {per_ref[1].answer} "
+                                           f"from the pretrained model before the copying phase ({per_ref[1].why}); "
+                                           "neither separates forgetting from winning back the copying phase's loss")
   claims.append(_claim(
       "Lower compute budgets need higher replay ratios to prevent forgetting",
       f"bAbI-{syn} guideline, smallest → largest budget with replay: " + "; ".join(
@@ -280,15 +285,16 @@ def _lower_budgets_need_more(gs: dict, GB: list) -> stats.Verdict:
   small, large = (gs[GB[0]], gs[GB[-1]]) if GB else (None, None)
   if len(GB) < 2:
     return stats.Verdict(stats.INCONCLUSIVE, f"the replay ratios ran at {'one budget only' if GB else 'no budget yet'}")
-  if not (small["complete"] and large["complete"]):
-    return stats.Verdict(stats.INCONCLUSIVE, "not every replay ratio has run at both budgets yet")
-  if small["sure"] is None or large["sure"] is None:
-    return stats.Verdict(stats.INCONCLUSIVE, f"fewer than {stats.MIN_VALUES} seeds: no interval decides a ratio")
+  if small["sure"] is None or large["sure"] is None:  # (a ratio not run yet below a decided one makes it None)
+    complete = small["complete"] and large["complete"]
+    return stats.Verdict(stats.INCONCLUSIVE, f"fewer than {stats.MIN_VALUES} seeds: no interval decides a ratio"
+                         if complete else "not every replay ratio has run at both budgets yet")
+  # each budget's need lies above the ratio below its "maybe" and at most at its "sure"
   if small["maybe"] > large["sure"]:
     return stats.Verdict(stats.YES, "even the least replay the smallest budget may need exceeds what the largest "
                                     "surely needs")
-  if small["sure"] <= large["maybe"]:
-    return stats.Verdict(stats.NO, "the smallest budget surely needs no more replay than the largest may need")
+  if small["sure"] < large["maybe"]:
+    return stats.Verdict(stats.NO, "the smallest budget surely needs less replay than the largest may need")
   return stats.Verdict(stats.INCONCLUSIVE, "the guideline intervals of the two budgets overlap")
 
 
