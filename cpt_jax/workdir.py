@@ -3,6 +3,8 @@ leaves there, so that a wrong --workdir fails in one line instead of half-way th
 
 from __future__ import annotations
 
+import uuid
+
 from cpt_jax import config as config_lib, paths
 from cpt_jax.data.records import DataError
 from cpt_jax.data.tokenizer import load_tokenizer, run_tokenizer_path
@@ -10,8 +12,11 @@ from cpt_jax.data.tokenizer import load_tokenizer, run_tokenizer_path
 
 def check(workdir: str) -> None:
   """Creates the workdir and writes a probe, so a bad --workdir fails before any compilation; then checks
-  what an earlier run left there, which would otherwise fail half-way through (or after a long compile)."""
-  probe = paths.path(workdir) / ".write_probe"
+  what an earlier run left there, which would otherwise fail half-way through (or after a long compile).
+
+  Each process writes its own probe: the processes of a multi-host run check one workdir at the same time, and a
+  shared name let one process delete the probe another was about to delete."""
+  probe = paths.path(workdir) / f".write_probe.{uuid.uuid4().hex}"
   try:
     probe.parent.mkdir(parents=True, exist_ok=True)
     probe.write_text("ok")
