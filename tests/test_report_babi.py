@@ -17,7 +17,8 @@ def test_babi_report_checks_the_claims(tmp_path):
         acc = min(0.3 + bonus, 0.1 * np.log10(b) - 0.2 + bonus)
         forget = 0.2 * (1 - r) ** 6 * np.log10(b) / 5.5
         rows.append(_row(axis_data=data, adapt_tokens=b, replay_ratio=r, babi_accuracy=acc,
-                         base_loss=5.0 + forget, copy_gain_before=0.05, copy_gain=0.5 * np.log10(b) - 2.0))
+                         base_loss=5.0 + forget, copy_gain_before=0.05, copy_gain=0.5 * np.log10(b) - 2.0,
+                         replay_token_share=r / (r + (1 - r) * 0.1)))  # a bAbI row scores a tenth of its tokens
   root = _write(tmp_path / "s", "babi", rows, {"forgetting_threshold_rel": 0.01, "plateau_tolerance": 0.02})
   md = report.study_report(root, tmp_path / "out")
   text = md.read_text()
@@ -34,6 +35,8 @@ def test_babi_report_checks_the_claims(tmp_path):
   assert "Forgetting is measured from where adaptation starts" not in text  # no copying phase here
   acc_table = text.split("### bAbI-synthetic: accuracy on its own test per replay ratio × budget")[1].split("###")[0]
   assert "| 0 % | 0.360" in acc_table and "| 50 % | 0.360" in acc_table, acc_table  # accuracy per ratio, own test
+  share_table = text.split("### bAbI-synthetic: replay's share of the scored tokens")[1].split("###")[0]
+  assert "| 12.5 % | 58.8% (1 seed) | 58.8% (1 seed) | 58.8% (1 seed) |" in share_table, share_table
   # with a copying phase before adaptation, forgetting counts from its end, and the report says by how much
   mid = root / "midtrain" / "small_ptpp8"
   mid.mkdir(parents=True)

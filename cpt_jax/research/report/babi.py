@@ -125,9 +125,11 @@ def babi_report(st: Study):
     _heatmap(axes[k, 1], fg, B, Q, f"bAbI-{v}: forgetting (base loss rise, nats), seed mean", ".3f", "magma_r")
   body.append(st.figure(fig, "heatmaps.png", "bAbI accuracy (left) and base-domain forgetting (right) over "
                            "budget × replay ratio, per target data variant, means over seeds"))
+  share = ("replay_token_share", "replay's share of the scored tokens (the gradient's weight on replay)", ".1%")
   for v in V:
+    shared = any(g.values(v, b, q, share[0]) for b in B for q in Q if q > 0)
     for key, what, spec in (("babi_accuracy", "accuracy on its own test", ".3f"),
-                            ("forgetting", "forgetting (nats)", "+.3f")):
+                            ("forgetting", "forgetting (nats)", "+.3f")) + ((share,) if shared else ()):
       lines = ["| replay \\ budget | " + " | ".join(_tokens(b) for b in B) + " |", "|---|" + "---|" * len(B)]
       for q in Q:
         lines.append(f"| {_pct(q)} | " + " | ".join(
