@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cpt_jax import loop, sharding
+from cpt_jax import loop
 
 sys.path.insert(0, str(Path(__file__).parent))
 import cli_utils  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -32,11 +32,10 @@ def _steps(workdir):
 def test_sigterm_checkpoints_the_current_step_and_resumes_exactly(tiny_config_factory, pretrained, tmp_path,
                                                                   monkeypatch):
   """The signal arrives while step 5's batch is being made (not a checkpoint step): step 5 is saved."""
-  real = sharding.global_batch
   cli_utils.at_training_batch(monkeypatch, 5, lambda: os.kill(os.getpid(), signal.SIGTERM))
   with pytest.raises(loop.Preempted, match="by signal at step 5"):
     loop.run(tiny_config_factory(), str(tmp_path))
-  monkeypatch.setattr(sharding, "global_batch", real)
+  monkeypatch.undo()
   assert _steps(tmp_path)[-1] == 5
   assert [s for s, _ in _losses(tmp_path)] == list(range(1, 6))
   loop.run(tiny_config_factory(), str(tmp_path))
@@ -49,12 +48,11 @@ def test_a_signal_at_the_last_step_finishes_the_run_with_its_final_evaluation(ti
   75) and its summary holds the final evaluation. And a run killed between its final checkpoint and summary.json
   reports the evaluation it made before it stopped, not an empty one."""
   finished = json.loads((pretrained[0] / "summary.json").read_text())
-  real = sharding.global_batch
   cli_utils.at_training_batch(monkeypatch, finished["steps"], lambda: os.kill(os.getpid(), signal.SIGTERM))
   summary = loop.run(tiny_config_factory(), str(tmp_path / "a"))  # no Preempted
   assert summary["steps"] == finished["steps"] and summary["final"] == finished["final"]
   assert any(k.startswith("eval/") for k in summary["final"]), summary["final"]
-  monkeypatch.setattr(sharding, "global_batch", real)
+  monkeypatch.undo()
 
   workdir = tmp_path / "b"
   shutil.copytree(pretrained[0], workdir)

@@ -223,7 +223,7 @@ def babi_report(st: Study):
     from_pretrained = ""
     if pre is not None:
       rel = {b: stats.mean_ci(rel_loss_rise(g, syn, b, q_ref, pre)) for b in GB}
-      from_pretrained += (f"; from the pretrained model instead (before the copying phase, base loss {pre:.3f}): "
+      from_pretrained = (f"; from the pretrained model instead (before the copying phase, base loss {pre:.3f}): "
                           + ", ".join(f"{_tokens(b)}: {_fmt(iv, '+.2%')}" for b, iv in rel.items()))
       other = stats.all_of(*(stats.verdict(iv, "<", thr) for iv in rel.values()))
       if vd.answer != stats.INCONCLUSIVE and other.answer != vd.answer and not nothing:

@@ -84,9 +84,9 @@ def pretrained_reference(phases: list[tuple[str, float, float]], rows) -> float 
   """The pretrained model's base loss, where every run with a recorded start began from the end of one copying
   phase (its final base loss is their `base_loss_before`); None without one, or where runs began from several."""
   starts = {x for r in rows for x in [_num(r.get("base_loss_before"))] if x is not None}
-  match = [before for _, before, after in phases if any(math.isclose(after, x, rel_tol=1e-6) for x in starts)]
-  ok = len(match) == 1 and all(any(math.isclose(after, x, rel_tol=1e-6) for *_, after in phases) for x in starts)
-  return match[0] if ok else None
+  pretrained = {next((before for _, before, after in phases if math.isclose(after, x, rel_tol=1e-6)), None)
+                for x in starts}
+  return pretrained.pop() if len(pretrained) == 1 and None not in pretrained else None
 
 
 def _forgetting_origin(root: Path, rows) -> list[str]:
