@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from cpt_jax import sharding
 from cpt_jax.data.tokenizer import BOS, Tokenizer
 from cpt_jax.model import KVCache, ModelConfig
 
@@ -55,34 +56,50 @@ def _categorical(key, logits_BxV):
 
 def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = None, temperature: float = 1.0,
                  bos_id: int = BOS):
-  """jitted (params, key) -> tokens [B, length+1]: row 0 is BOS (the tokenizer's `bos_id`), then `length`
+  """(params, key) -> tokens [B, length+1]: row 0 is BOS (the tokenizer's `bos_id`), then `length`
   sampled tokens.
 
-  No top-k/top-p and no early stop at EOS (as in Marek et al.): a sample is a full training row.
+  No top-k/top-p and no early stop at EOS (as in Marek et al.): a sample is a full training row. On a mesh
+  with several batch shards (the mesh the params live on) each device decodes only its rows: left to
+  propagation, every device decoded the whole batch.
   """
   length = length or cfg.max_len
   # Decode in phases whose cache holds only the slots filled so far (rounded up to _PHASE): attention over
   # the cache is memory bound, and a full-size cache from the first token reads ~1.6x more of it.
   ends = list(range(_PHASE, length, _PHASE)) + [length]
 
-  @jax.jit
+  @functools.cache
+  def compiled(mesh):
+    rows = functools.partial(sharding.shard_rows, mesh=mesh)
+
+    @jax.jit
+    def sample(params, key):
+      model = nnx.merge(graphdef, params)
+      tokens_BxT = rows(jnp.full((batch, length + 1), bos_id, jnp.int32))  # every slot after 0 is overwritten
+
+      def body(i, carry):
+        tokens, cache = carry
+        logits, cache = model(jax.lax.dynamic_slice_in_dim(tokens, i, 1, axis=1), cache=cache)
+        nxt = _pick(logits[:, -1, :cfg.vocab_size], jax.random.fold_in(key, i), temperature)
+        return rows(jax.lax.dynamic_update_slice_in_dim(tokens, nxt[:, None], i + 1, axis=1)), cache
+
+      cache, start = KVCache.zeros(cfg, batch, ends[0]), 0
+      for end in ends:
+        tokens_BxT, cache = jax.lax.fori_loop(start, end, body, (tokens_BxT, _shard_cache(cache.grow(end), rows)))
+        start = end
+      return sharding.gather_rows(tokens_BxT, mesh)
+
+    return sample
+
   def sample(params, key):
-    model = nnx.merge(graphdef, params)
-    tokens_BxT = jnp.full((batch, length + 1), bos_id, jnp.int32)  # every slot after 0 is overwritten
+    return compiled(sharding.mesh_of(params))(params, key)
 
-    def body(i, carry):
-      tokens, cache = carry
-      logits, cache = model(jax.lax.dynamic_slice_in_dim(tokens, i, 1, axis=1), cache=cache)
-      nxt = _pick(logits[:, -1, :cfg.vocab_size], jax.random.fold_in(key, i), temperature)
-      return jax.lax.dynamic_update_slice_in_dim(tokens, nxt[:, None], i + 1, axis=1), cache
-
-    cache, start = KVCache.zeros(cfg, batch, ends[0]), 0
-    for end in ends:
-      tokens_BxT, cache = jax.lax.fori_loop(start, end, body, (tokens_BxT, cache.grow(end)))
-      start = end
-    return tokens_BxT
-
+  sample.lower = lambda params, key: compiled(sharding.mesh_of(params)).lower(params, key)  # as a jitted fn's
   return sample
+
+
+def _shard_cache(cache: KVCache, rows) -> KVCache:
+  return KVCache(tuple(map(rows, cache.k)), tuple(map(rows, cache.v)), cache.length, rows(cache.valid_BxS))
 
 
 def make_recompute_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = None,
@@ -107,27 +124,29 @@ def make_recompute_sampler(graphdef, cfg: ModelConfig, batch: int, length: int |
 
 
 @functools.lru_cache(maxsize=16)
-def _greedy_fn(graphdef, cfg: ModelConfig, batch: int, prompt_len: int, new_tokens: int):
+def _greedy_fn(graphdef, cfg: ModelConfig, batch: int, prompt_len: int, new_tokens: int, mesh):
+  rows = functools.partial(sharding.shard_rows, mesh=mesh)  # each device decodes its rows (see make_sampler)
 
   @jax.jit
   def decode(params, prompts_BxP, valid_BxP):
     model = nnx.merge(graphdef, params)
-    cache = KVCache.zeros(cfg, batch, prompt_len + new_tokens)
+    prompts_BxP, valid_BxP = rows(prompts_BxP), rows(valid_BxP)
+    cache = _shard_cache(KVCache.zeros(cfg, batch, prompt_len + new_tokens), rows)
     positions_BxP = jnp.maximum(jnp.cumsum(valid_BxP, 1) - 1, 0)
     logits, cache = model(prompts_BxP, positions_BxP, cache=cache, valid_BxL=valid_BxP)
     first = jnp.argmax(logits[:, -1, :cfg.vocab_size], -1).astype(jnp.int32)
     lengths_B = valid_BxP.sum(1).astype(jnp.int32)
-    out_BxN = jnp.zeros((batch, new_tokens), jnp.int32).at[:, 0].set(first)
+    out_BxN = rows(jnp.zeros((batch, new_tokens), jnp.int32).at[:, 0].set(first))
 
     def body(i, carry):
       out, cache = carry
       tok = jax.lax.dynamic_slice_in_dim(out, i - 1, 1, axis=1)
       logits, cache = model(tok, (lengths_B + i - 1)[:, None], cache=cache)
       nxt = jnp.argmax(logits[:, -1, :cfg.vocab_size], -1).astype(jnp.int32)
-      return jax.lax.dynamic_update_slice_in_dim(out, nxt[:, None], i, axis=1), cache
+      return rows(jax.lax.dynamic_update_slice_in_dim(out, nxt[:, None], i, axis=1)), cache
 
     out_BxN, _ = jax.lax.fori_loop(1, new_tokens, body, (out_BxN, cache))
-    return out_BxN
+    return sharding.gather_rows(out_BxN, mesh)
 
   return decode
 
@@ -160,7 +179,8 @@ class GreedyDecoder:
     for i, e in enumerate(encoded):
       tokens[i, bucket - len(e):], valid[i, bucket - len(e):] = e, True
     valid[len(encoded):, -1] = True  # filler rows: one valid token keeps the softmax well defined
-    fn = _greedy_fn(self.graphdef, self.cfg, self.batch_size, bucket, self.max_new_tokens)
+    fn = _greedy_fn(self.graphdef, self.cfg, self.batch_size, bucket, self.max_new_tokens,
+                    sharding.mesh_of(self.params))
     out = np.asarray(fn(self.params, jnp.asarray(tokens), jnp.asarray(valid)))
     answers = []
     for row in out[:len(encoded)]:

@@ -101,6 +101,28 @@ def batch_shards(mesh: Mesh) -> int:
   return mesh.shape["data"] * mesh.shape["fsdp"]
 
 
+def mesh_of(tree: Any) -> Mesh | None:
+  """The mesh the arrays of `tree` (e.g. a model's parameters) are laid out on; None if they are not on one."""
+  for leaf in jax.tree.leaves(tree):
+    leaf_sharding = getattr(leaf, "sharding", None)
+    if isinstance(leaf_sharding, NamedSharding):
+      return leaf_sharding.mesh
+  return None
+
+
+def shard_rows(x: jax.Array, mesh: Mesh | None) -> jax.Array:
+  """Inside a jit: `x`'s leading (row) axis split over the batch axes, so each device computes only its
+  rows. Unchanged without a mesh, with one batch shard, or when the rows do not divide evenly."""
+  if mesh is None or batch_shards(mesh) == 1 or x.shape[0] % batch_shards(mesh):
+    return x
+  return jax.lax.with_sharding_constraint(x, batch_sharding(mesh))
+
+
+def gather_rows(x: jax.Array, mesh: Mesh | None) -> jax.Array:
+  """Inside a jit: `x` replicated on every device (undoes shard_rows), so that every process can read it."""
+  return x if mesh is None else jax.lax.with_sharding_constraint(x, replicated(mesh))
+
+
 def local_batch_shards(mesh: Mesh) -> list[int]:
   """Indices (in global order) of the batch shards this process's devices hold: its rows of every global
   batch are those shards' rows, in that order (as jax.make_array_from_process_local_data expects)."""

@@ -1,7 +1,8 @@
-"""Runs a few train steps of a tiny model on a given mesh and prints the losses as JSON.
+"""Runs a few train steps of a tiny model on a given mesh and prints the losses as JSON; or, for
+"sample:<mesh>", samples and greedy answers of a tiny model on that mesh.
 
 Run in its own process, with XLA_FLAGS=--xla_force_host_platform_device_count=8 set before JAX starts:
-  python tests/sharding_check.py data,fsdp,tensor [data,fsdp,tensor ...]
+  python tests/sharding_check.py <replay rows>:data,fsdp,tensor [sample:data,fsdp,tensor ...]
 """
 
 import json
@@ -12,7 +13,7 @@ import numpy as np
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
-from cpt_jax import build, optim, sharding, step as step_lib  # noqa: E402
+from cpt_jax import build, optim, sampling, sharding, step as step_lib  # noqa: E402
 from cpt_jax.config import default_config  # noqa: E402
 from cpt_jax.model import ModelConfig  # noqa: E402
 from cpt_jax.objective import Objective  # noqa: E402
@@ -64,10 +65,34 @@ def losses_on(mesh_shape, steps=4, replay_rows=0, batch=16):
   return out, specs
 
 
+def samples_on(mesh_shape, batch=8):
+  """(sampled tokens, greedy answers, the row counts of the token arrays one device computes) of a tiny model
+  built on the mesh."""
+  data, fsdp, tensor = mesh_shape
+  mesh = sharding.make_mesh({"data": data, "fsdp": fsdp, "tensor": tensor}, jax.devices()[:data * fsdp * tensor])
+  cfg = ModelConfig(vocab_size=128, max_len=48, num_layers=2, d_model=32, num_heads=4, mlp_ratio=4)
+  bundle, params = build.build_model(cfg, mesh, seed=0)
+  params = jax.tree.map(lambda x: x * 4, params)  # sharper distributions: samples that depend on the weights
+  sampler = sampling.make_sampler(bundle.graphdef, cfg, batch, length=40)
+  tokens = sampler(params, jax.random.key(5))
+  hlo = sampler.lower(params, jax.random.key(5)).compile().as_text()  # per-device shapes
+  rows_per_device = [r for r in range(1, batch + 1) if f"s32[{r},41]" in hlo]
+
+  class Tok:  # ids as text, so the check needs no tokenizer model
+    bos_id, eos_id, pad_id = 1, 2, 0
+    encode = staticmethod(lambda text: [int(t) for t in text.split()])
+    decode = staticmethod(lambda ids: " ".join(map(str, ids)))
+
+  prompts = [" ".join(str(3 + (7 * i + j) % 120) for j in range(1 + i)) for i in range(batch)]
+  answers = sampling.GreedyDecoder(bundle.graphdef, cfg, params, Tok(), batch_size=batch, max_new_tokens=6)(prompts)
+  return np.asarray(tokens).tolist(), answers, rows_per_device
+
+
 if __name__ == "__main__":
   # args: "<replay_rows>:<data>,<fsdp>,<tensor>" ...
   result = {}
   for arg in sys.argv[1:]:
-    replay, shape = arg.split(":")
-    result[arg] = losses_on(tuple(int(x) for x in shape.split(",")), replay_rows=int(replay))
+    kind, shape = arg.split(":")
+    mesh_shape = tuple(int(x) for x in shape.split(","))
+    result[arg] = samples_on(mesh_shape) if kind == "sample" else losses_on(mesh_shape, replay_rows=int(kind))
   print("RESULT " + json.dumps(result))

@@ -1,4 +1,5 @@
-"""The same train steps on 1 device and on 8 fake CPU devices under several meshes give the same losses."""
+"""The same train steps on 1 device and on 8 fake CPU devices under several meshes give the same losses; the
+sampler and the greedy decoder give the same tokens, each device decoding only its rows."""
 
 import json
 import os
@@ -13,12 +14,13 @@ from cpt_jax import sharding
 
 MESHES = ["1,1,1", "8,1,1", "2,4,1", "2,2,2", "1,1,8"]
 KL_MESHES = ["1,1,1", "8,1,1", "2,2,2"]  # replay rows + teacher forward + KL, 8 of 16 rows
+SAMPLE_MESHES = ["1,1,1", "8,1,1", "2,2,2"]
 
 
 def _run():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
   script = Path(__file__).with_name("sharding_check.py")
-  args = [f"0:{m}" for m in MESHES] + [f"8:{m}" for m in KL_MESHES]
+  args = [f"0:{m}" for m in MESHES] + [f"8:{m}" for m in KL_MESHES] + [f"sample:{m}" for m in SAMPLE_MESHES]
   out = subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True,
                        text=True, timeout=600, check=False)
   assert out.returncode == 0, out.stderr[-3000:]
@@ -26,8 +28,12 @@ def _run():
   return json.loads(line[len("RESULT "):])
 
 
-def test_meshes_give_same_losses():
-  result = _run()
+@pytest.fixture(scope="module")
+def result():
+  return _run()
+
+
+def test_meshes_give_same_losses(result):
   for replay, meshes in (("0", MESHES), ("8", KL_MESHES)):
     base, _ = result[f"{replay}:1,1,1"]
     assert len(base) == 4 and base[0] != base[-1]
@@ -39,6 +45,17 @@ def test_meshes_give_same_losses():
   specs_222 = result["0:2,2,2"][1]
   assert any("'fsdp'" in s and "'tensor'" in s for s in specs_222.values()), specs_222
   assert "'tensor'" in result["0:1,1,8"][1]["['blocks'][0]['mlp']['w_in']"]
+
+
+def test_sampling_splits_rows_over_the_batch_axes(result):
+  tokens, answers, rows_per_device = result["sample:1,1,1"]
+  assert rows_per_device == [8] and len({tuple(r) for r in tokens}) == 8  # 8 different samples
+  assert len(set(answers)) > 1  # answers that depend on the prompt
+  for mesh, rows in (("8,1,1", 1), ("2,2,2", 2)):  # 8 rows over data × fsdp shards: 8 or 4 of them
+    got_tokens, got_answers, got_rows = result[f"sample:{mesh}"]
+    assert got_rows == [rows, 8], f"mesh {mesh}: a device decodes {got_rows} rows, not only its {rows}"
+    assert got_tokens == tokens, f"mesh {mesh}: sampled tokens differ from one device's"
+    assert got_answers == answers, f"mesh {mesh}: greedy answers differ from one device's"
 
 
 def test_mesh_shape_errors_are_clear():
