@@ -27,7 +27,7 @@ class Evaluator:
     self._bundle, self._entropy = bundle, entropy
     self._babi_sets = babi_examples if isinstance(babi_examples, dict) else {"babi": babi_examples}
     self._tokenizer = tokenizer
-    self._step = step_lib.make_eval_step(bundle.graphdef)
+    self._step = step_lib.make_eval_step(bundle.graphdef, sharding.mesh_of(bundle.param_shardings))
     shards = sharding.batch_shards(mesh)  # the eval rows never change: padded and placed on the devices once
     self._batches = {name: sharding.global_batch(pad_rows(rows, shards), mesh) for name, rows in evals.items()}
 

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from cpt_jax import losses
+from cpt_jax import losses, sharding
 from cpt_jax.param_layout import LOOP_KEY, SCAN_KEY
 
 REMAT_POLICIES = ("none", "full", "dots_saveable")
@@ -270,8 +270,12 @@ class GPT(nnx.Module):
       self.w_head = _vocab_param(rngs, cfg, 1, ("embed", "vocab"))
 
   def hidden(self, tokens_BxL, positions_BxL=None, segment_ids_BxL=None, rngs=None, cache: KVCache | None = None,
-             valid_BxL=None):
+             valid_BxL=None, rows: sharding.Rows | None = None):
     """Final hidden states [B, L, D] (f32) and the updated cache (None without one).
+
+    `rows` constrains the residual stream's layout after the embedding and after every block (the train and
+    eval steps split it over the batch axes, sharding.shard_rows): without it, XLA lays the activations out
+    like the FSDP-sharded weights, split along D with every device holding every row.
 
     With a cache, `valid_BxL` marks real (non-pad) tokens of this chunk; pads are never attended to.
     Dropout draws one key per layer from `rngs`, in either layout. Decoding (a cache) runs the layers one by
@@ -282,7 +286,10 @@ class GPT(nnx.Module):
     if positions_BxL is None:
       start = 0 if cache is None else cache.length
       positions_BxL = start + jnp.arange(tokens_BxL.shape[1], dtype=jnp.int32)[None, :]
-    x_BxLxD = (self.wte[...][tokens_BxL] + self.wpe[...][positions_BxL]).astype(cfg.dtype)
+    rows = rows or sharding.Rows(None)
+    tokens_BxL, positions_BxL = rows(tokens_BxL), rows(jnp.broadcast_to(positions_BxL, tokens_BxL.shape))
+    wte, wpe = rows.gathered(self.wte[...], self.wte.logical_axes), rows.gathered(self.wpe[...], self.wpe.logical_axes)
+    x_BxLxD = rows((wte[tokens_BxL] + wpe[positions_BxL]).astype(cfg.dtype))
     if cache is not None:
       if valid_BxL is None:
         valid_BxL = jnp.ones(tokens_BxL.shape, bool)
@@ -297,7 +304,7 @@ class GPT(nnx.Module):
 
       def body(x_BxLxD, xs):
         params, key = xs
-        return layer(params, x_BxLxD, mask, key, None, None)[0], None
+        return rows(layer(params, x_BxLxD, mask, key, None, None)[0]), None
 
       x_BxLxD, _ = jax.lax.scan(body, x_BxLxD, (stacked, keys))
     else:
@@ -311,6 +318,7 @@ class GPT(nnx.Module):
         layer_kv = None if cache is None else (cache.k[i], cache.v[i])
         key = None if keys is None else keys[i]
         x_BxLxD, layer_kv = _layer_fn(graphdef, cfg.remat, scanned=False)(params, x_BxLxD, mask, key, layer_kv, index)
+        x_BxLxD = rows(x_BxLxD)
         if cache is not None:
           new_k.append(layer_kv[0])
           new_v.append(layer_kv[1])

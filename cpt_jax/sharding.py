@@ -102,9 +102,10 @@ def batch_shards(mesh: Mesh) -> int:
 
 
 def mesh_of(tree: Any) -> Mesh | None:
-  """The mesh the arrays of `tree` (e.g. a model's parameters) are laid out on; None if they are not on one."""
+  """The mesh the arrays of `tree` (a model's parameters, or their shardings) are laid out on; None if they are
+  not on one."""
   for leaf in jax.tree.leaves(tree):
-    leaf_sharding = getattr(leaf, "sharding", None)
+    leaf_sharding = leaf if isinstance(leaf, NamedSharding) else getattr(leaf, "sharding", None)
     if isinstance(leaf_sharding, NamedSharding):
       return leaf_sharding.mesh
   return None
@@ -116,6 +117,27 @@ def shard_rows(x: jax.Array, mesh: Mesh | None) -> jax.Array:
   if mesh is None or batch_shards(mesh) == 1 or x.shape[0] % batch_shards(mesh):
     return x
   return jax.lax.with_sharding_constraint(x, batch_sharding(mesh))
+
+
+class Rows:
+  """The train and eval steps' activation layout: each device computes its batch shard's rows
+  (model.GPT.hidden applies it to the residual stream). Identity without a mesh or with one batch shard."""
+
+  def __init__(self, mesh: Mesh | None):
+    self.mesh = mesh if mesh is not None and batch_shards(mesh) > 1 else None
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return shard_rows(x, self.mesh)
+
+  def gathered(self, w: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
+    """A weight all-gathered over the batch axes before use, as FSDP does. For an embedding table this
+    matters: a lookup into a table split along D gives D-split rows, which XLA can turn into row-split ones
+    only by replicating them ("Involuntary full rematerialization")."""
+    if self.mesh is None:
+      return w
+    spec = logical_to_spec(logical_axes, w.shape, self.mesh)
+    spec = P(*(None if axis in BATCH_AXES else axis for axis in spec))
+    return jax.lax.with_sharding_constraint(w, NamedSharding(self.mesh, spec))
 
 
 def gather_rows(x: jax.Array, mesh: Mesh | None) -> jax.Array:

@@ -17,21 +17,23 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from cpt_jax import losses
+from cpt_jax import losses, sharding
 from cpt_jax.objective import Objective
 
 Batch = dict[str, jax.Array]
 
 
-def _hidden(graphdef, params, batch: Batch, rng=None):
-  """The merged model and its final hidden states [B, L, D]; the LM head is applied by the loss."""
+def _hidden(graphdef, params, batch: Batch, rng=None, mesh=None):
+  """The merged model and its final hidden states [B, L, D]; the LM head is applied by the loss. On `mesh`,
+  each device computes its batch shard's rows (model.GPT.hidden's `rows`)."""
   model = nnx.merge(graphdef, params)
   rngs = None if rng is None else nnx.Rngs(dropout=rng)
-  h_BxLxD, _ = model.hidden(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), rngs=rngs)
+  h_BxLxD, _ = model.hidden(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), rngs=rngs,
+                            rows=sharding.Rows(mesh))
   return model, h_BxLxD
 
 
-def make_loss_fn(graphdef, objective: Objective) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
+def make_loss_fn(graphdef, objective: Objective, mesh=None) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
   """loss(params, batch, teacher_params, rng) -> (objective value, metrics).
 
   mixture:     Σ_target nll + Σ_replay nll, over all loss tokens of the batch (one token-mean);
@@ -52,7 +54,7 @@ def make_loss_fn(graphdef, objective: Objective) -> Callable[..., tuple[jax.Arra
     teacher_logits = None
     if objective.loss.needs_teacher:
       replay_batch = {k: objective.split_rows(v)[1] for k, v in batch.items()}
-      teacher, h_teacher = _hidden(graphdef, teacher_params, replay_batch)
+      teacher, h_teacher = _hidden(graphdef, teacher_params, replay_batch, mesh=mesh)
       teacher_logits = jax.lax.stop_gradient(teacher.logits(h_teacher))
     replay_BxL, replay_nll_BxL = objective.loss.fn(h_r, w_VxD, targets_r, teacher_logits, vocab)
     target_sum, target_tokens = jnp.sum(losses.head_nll(h_t, w_VxD, targets_t, vocab) * mask_t), jnp.sum(mask_t)
@@ -72,7 +74,7 @@ def make_loss_fn(graphdef, objective: Objective) -> Callable[..., tuple[jax.Arra
     return value, metrics
 
   def loss_fn(params, batch: Batch, teacher_params, rng):
-    model, h_BxLxD = _hidden(graphdef, params, batch, rng if objective.dropout else None)
+    model, h_BxLxD = _hidden(graphdef, params, batch, rng if objective.dropout else None, mesh)
     w_VxD, vocab = model.head_weight(), model.cfg.vocab_size  # rows of w_VxD past vocab are padding
     mask_BxL = batch["loss_mask"].astype(jnp.float32)
     if not objective.has_copy:
@@ -96,7 +98,7 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation, objective
   decides to stop or to skip the batch. The step counter and the optimizer's counts advance either way, so
   the schedule's clock, `state["step"]` and the logged `lr` never drift apart.
   """
-  loss_fn = make_loss_fn(graphdef, objective)
+  loss_fn = make_loss_fn(graphdef, objective, sharding.mesh_of(state_shardings))
 
   def train_step(state, batch: Batch, teacher_params, rng):
     rng = jax.random.fold_in(rng, state["step"])
@@ -130,11 +132,11 @@ def optimizer_counts(opt_state) -> list[int]:
   return found
 
 
-def make_eval_step(graphdef):
+def make_eval_step(graphdef, mesh=None):
   """(params, batch) -> (Σ nll over masked tokens, token count): summed so batches average exactly."""
 
   def eval_step(params, batch: Batch):
-    model, h_BxLxD = _hidden(graphdef, params, batch)
+    model, h_BxLxD = _hidden(graphdef, params, batch, mesh=mesh)
     nll_BxL = losses.head_nll(h_BxLxD, model.head_weight(), batch["targets"], model.cfg.vocab_size)
     mask = batch["loss_mask"].astype(jnp.float32)
     return jnp.sum(nll_BxL * mask), jnp.sum(mask)

@@ -6,6 +6,7 @@ Run in its own process, with XLA_FLAGS=--xla_force_host_platform_device_count=8 
 """
 
 import json
+import re
 import sys
 
 import jax
@@ -62,7 +63,13 @@ def losses_on(mesh_shape, steps=4, replay_rows=0, batch=16):
   # every parameter must be laid out as the rules say (created sharded, kept sharded)
   leaves = jax.tree_util.tree_leaves_with_path(state["params"])
   specs = {jax.tree_util.keystr(p): str(x.sharding.spec) for p, x in leaves}
-  return out, specs
+  # rows of the [rows, heads, 16, 16] attention scores one device computes in the compiled steps
+  eval_step = step_lib.make_eval_step(build.model_bundle(cfg, mesh).graphdef, mesh)
+  hlo = {"train": train_step.lower(state, arrays, teacher, jax.random.key(0)).compile().as_text(),
+         "eval": eval_step.lower(state["params"], arrays).compile().as_text()}
+  scores = re.compile(rf"f32\[(\d+),{4 // tensor},16,16\]")  # [rows, heads on this device, 16, 16]
+  score_rows = {k: sorted({int(r) for r in scores.findall(text)}) for k, text in hlo.items()}
+  return out, specs, score_rows
 
 
 def samples_on(mesh_shape, batch=8):

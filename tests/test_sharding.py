@@ -35,7 +35,7 @@ def result():
 
 def test_meshes_give_same_losses(result):
   for replay, meshes in (("0", MESHES), ("8", KL_MESHES)):
-    base, _ = result[f"{replay}:1,1,1"]
+    base = result[f"{replay}:1,1,1"][0]
     assert len(base) == 4 and base[0] != base[-1]
     for mesh in meshes[1:]:
       np.testing.assert_allclose(result[f"{replay}:{mesh}"][0], base, atol=1e-5, rtol=0,
@@ -45,6 +45,16 @@ def test_meshes_give_same_losses(result):
   specs_222 = result["0:2,2,2"][1]
   assert any("'fsdp'" in s and "'tensor'" in s for s in specs_222.values()), specs_222
   assert "'tensor'" in result["0:1,1,8"][1]["['blocks'][0]['mlp']['w_in']"]
+
+
+def test_each_device_computes_only_its_rows(result):
+  """FSDP splits the batch too: left to propagation, the activations followed the D-sharded weights and every
+  device ran the model on every row. With replay, the teacher runs on each device's replay rows."""
+  for key, shards in (("0:8,1,1", 8), ("0:2,4,1", 8), ("0:2,2,2", 4), ("8:2,2,2", 4)):
+    replay_rows = int(key.split(":")[0])
+    for step, rows in result[key][2].items():
+      want = sorted({16 // shards} | ({replay_rows // shards} if replay_rows and step == "train" else set()))
+      assert rows == want, f"mesh {key}: the {step} step's attention runs on {rows} rows per device, not {want}"
 
 
 def test_sampling_splits_rows_over_the_batch_axes(result):
