@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from cpt_jax import sharding, step as step_lib
-from cpt_jax.data import copy_probe
+from cpt_jax.data import copy_probe, pipeline
 from cpt_jax.data.babi.score import majority_baseline, score as babi_score
 from cpt_jax.sampling import GreedyDecoder
 
@@ -28,8 +28,8 @@ class Evaluator:
     self._babi_sets = babi_examples if isinstance(babi_examples, dict) else {"babi": babi_examples}
     self._tokenizer = tokenizer
     self._step = step_lib.make_eval_step(bundle.graphdef, sharding.mesh_of(bundle.param_shardings))
-    shards = sharding.batch_shards(mesh)  # the eval rows never change: padded and placed on the devices once
-    self._batches = {name: sharding.global_batch(pad_rows(rows, shards), mesh) for name, rows in evals.items()}
+    # the eval rows never change: padded and placed on the devices once
+    self._batches = {name: sharding.global_batch(pad_rows(rows, mesh), mesh) for name, rows in evals.items()}
 
   def __call__(self, params: Any) -> dict[str, float]:
     out = dict(self._entropy)
@@ -72,11 +72,12 @@ def babi_result_metrics(result: dict, examples, prefix: str = "babi") -> dict[st
   return out
 
 
-def pad_rows(rows: dict[str, np.ndarray], shards: int) -> dict[str, np.ndarray]:
-  """Eval rows padded (with loss_mask 0) to a multiple of the batch shards, this process's share."""
+def pad_rows(rows: dict[str, np.ndarray], mesh) -> dict[str, np.ndarray]:
+  """Eval rows padded (with loss_mask 0) to a multiple of the batch shards; this process's part: the rows of
+  the batch shards its devices hold, as for training batches (several processes may hold the same shard)."""
   n = len(rows["inputs"])
+  shards = sharding.batch_shards(mesh)
   total = -(-n // shards) * shards
   out = {k: np.concatenate([v, np.zeros((total - n,) + v.shape[1:], v.dtype)]) if total > n else v
          for k, v in rows.items()}
-  per_proc = total // jax.process_count()
-  return {k: v[jax.process_index() * per_proc:(jax.process_index() + 1) * per_proc] for k, v in out.items()}
+  return pipeline.shard_layout([out], shards, sharding.local_batch_shards(mesh), list(out))

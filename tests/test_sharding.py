@@ -7,10 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
-from cpt_jax import sharding
+from cpt_jax import evaluation, sharding
 
 MESHES = ["1,1,1", "8,1,1", "2,4,1", "2,2,2", "1,1,8"]
 KL_MESHES = ["1,1,1", "8,1,1", "2,2,2"]  # replay rows + teacher forward + KL, 8 of 16 rows
@@ -76,3 +77,17 @@ def test_mesh_shape_errors_are_clear():
     sharding.resolve_mesh_shape({"data": 3, "fsdp": 2, "tensor": 1}, 8)
   with pytest.raises(sharding.MeshError, match="do not divide the 8 devices"):
     sharding.resolve_mesh_shape({"data": -1, "fsdp": 3, "tensor": 1}, 8)
+
+
+def test_eval_rows_are_those_of_the_batch_shards_a_process_holds(monkeypatch):
+  rows = {"inputs": np.arange(6, dtype=np.int32)[:, None], "loss_mask": np.ones((6, 1), np.float32)}
+  mesh = sharding.make_mesh({"data": 1, "fsdp": 1, "tensor": 1})
+  # two processes sharing the one batch shard (e.g. mesh tensor=4 over 2 processes): both give all rows
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  assert evaluation.pad_rows(rows, mesh)["inputs"][:, 0].tolist() == [0, 1, 2, 3, 4, 5]
+  # four batch shards (6 rows padded to 8), this process holding shards 2 and 3
+  monkeypatch.setattr(sharding, "batch_shards", lambda m: 4)
+  monkeypatch.setattr(sharding, "local_batch_shards", lambda m: [2, 3])
+  local = evaluation.pad_rows(rows, mesh)
+  assert local["inputs"][:, 0].tolist() == [4, 5, 0, 0] and local["loss_mask"][:, 0].tolist() == [1, 1, 0, 0]
