@@ -265,7 +265,7 @@ def eval_sets(cfg, tokenizer: Tokenizer, data_dir: Path) -> tuple[dict[str, dict
       entropy[f"eval/{name}/unigram_entropy"] = pipeline.unigram_entropy(rows["targets"], rows["loss_mask"],
                                                                         tokenizer.vocab_size)
   # in-context copying (eval/copy/gain): two more sets of eval_rows rows, shaped like the text sets so that their
-  # compiled eval step serves (two forward passes more per evaluation, no compile)
+  # compiled eval step serves (the same tokens under two masks: one forward pass more per evaluation, no compile)
   rows_by_name.update(copy_probe.copy_rows(tokenizer.vocab_size, tokenizer.special_ids, tokenizer.bos_id,
                                            tokenizer.pad_id, cfg.model.max_len, cfg.train.eval_rows))
   return rows_by_name, entropy

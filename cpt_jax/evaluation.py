@@ -28,14 +28,16 @@ class Evaluator:
     self._babi_sets = babi_examples if isinstance(babi_examples, dict) else {"babi": babi_examples}
     self._tokenizer = tokenizer
     self._step = step_lib.make_eval_step(bundle.graphdef, sharding.mesh_of(bundle.param_shardings))
-    # the eval rows never change: padded and placed on the devices once
-    self._batches = {name: sharding.global_batch(pad_rows(rows, mesh), mesh) for name, rows in evals.items()}
+    # the eval rows never change: grouped, padded and placed on the devices once
+    self._batches = [(names, sharding.global_batch(pad_rows(rows, mesh), mesh))
+                     for names, rows in share_forward_passes(evals)]
 
   def __call__(self, params: Any) -> dict[str, float]:
     out = dict(self._entropy)
-    for name, batch in self._batches.items():
-      nll, count = jax.device_get(self._step(params, batch))
-      out[f"eval/{name}/loss"] = float(nll / max(count, 1.0))
+    sums = jax.device_get([self._step(params, batch) for _, batch in self._batches])  # dispatched back to back
+    for (names, _), (nll_K, count_K) in zip(self._batches, sums):
+      for name, nll, count in zip(names, nll_K, count_K):
+        out[f"eval/{name}/loss"] = float(nll / max(count, 1.0))
     for gain, sets in copy_probe.GAINS.items():
       copy_losses = [out.get(f"eval/{name}/loss") for name in sets]
       if None not in copy_losses:
@@ -70,6 +72,24 @@ def babi_result_metrics(result: dict, examples, prefix: str = "babi") -> dict[st
   out.update({f"{p}/{k}/accuracy": v for k, v in result.items() if k.startswith("task_")})
   out.update({f"{p}/task_{task:02d}/majority": share for task, (_, share) in majority_baseline(examples).items()})
   return out
+
+
+def share_forward_passes(evals: dict[str, dict[str, np.ndarray]]) -> list[tuple[list[str], dict[str, np.ndarray]]]:
+  """Eval sets grouped by identical rows (all but loss_mask), each group's masks stacked [B, K, L]: the copy
+  probe's first and second copies are the same tokens scored at different positions, so one forward pass
+  serves both. Every group gets the same K (all-zero masks fill up), so one compiled step serves them all."""
+  groups: list[tuple[list[str], dict[str, np.ndarray], list[np.ndarray]]] = []
+  for name, rows in evals.items():
+    for names, first, masks in groups:
+      if first.keys() == rows.keys() and all(np.array_equal(first[k], rows[k]) for k in rows if k != "loss_mask"):
+        names.append(name)
+        masks.append(rows["loss_mask"])
+        break
+    else:
+      groups.append(([name], rows, [rows["loss_mask"]]))
+  k = max((len(names) for names, _, _ in groups), default=1)
+  return [(names, {**rows, "loss_mask": np.stack(masks + [np.zeros_like(masks[0])] * (k - len(masks)), 1)})
+          for names, rows, masks in groups]
 
 
 def pad_rows(rows: dict[str, np.ndarray], mesh) -> dict[str, np.ndarray]:

@@ -133,13 +133,15 @@ def optimizer_counts(opt_state) -> list[int]:
 
 
 def make_eval_step(graphdef, mesh=None):
-  """(params, batch) -> (Σ nll over masked tokens, token count): summed so batches average exactly."""
+  """(params, batch) -> (Σ nll over masked tokens [K], token counts [K]) for the K loss masks of
+  batch["loss_mask"] [B, K, L]: eval sets that differ only in which tokens they score share one forward pass.
+  Summed, so batches average exactly."""
 
   def eval_step(params, batch: Batch):
     model, h_BxLxD = _hidden(graphdef, params, batch, mesh=mesh)
     nll_BxL = losses.head_nll(h_BxLxD, model.head_weight(), batch["targets"], model.cfg.vocab_size)
-    mask = batch["loss_mask"].astype(jnp.float32)
-    return jnp.sum(nll_BxL * mask), jnp.sum(mask)
+    mask_BxKxL = batch["loss_mask"].astype(jnp.float32)
+    return jnp.sum(nll_BxL[:, None, :] * mask_BxKxL, (0, 2)), jnp.sum(mask_BxKxL, (0, 2))
 
   return jax.jit(eval_step)
 

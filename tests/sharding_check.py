@@ -66,7 +66,8 @@ def losses_on(mesh_shape, steps=4, replay_rows=0, batch=16):
   # rows of the [rows, heads, 16, 16] attention scores one device computes in the compiled steps
   eval_step = step_lib.make_eval_step(build.model_bundle(cfg, mesh).graphdef, mesh)
   hlo = {"train": train_step.lower(state, arrays, teacher, jax.random.key(0)).compile().as_text(),
-         "eval": eval_step.lower(state["params"], arrays).compile().as_text()}
+         "eval": eval_step.lower(state["params"], {**arrays, "loss_mask": arrays["loss_mask"][:, None]}).compile()
+         .as_text()}
   scores = re.compile(rf"f32\[(\d+),{4 // tensor},16,16\]")  # [rows, heads on this device, 16, 16]
   score_rows = {k: sorted({int(r) for r in scores.findall(text)}) for k, text in hlo.items()}
   return out, specs, score_rows

@@ -50,6 +50,13 @@ def test_runs_report_the_copying_gain_without_another_compile(pretrained):
   assert result["eval/copy_text/gain"] == pytest.approx(
       result["eval/copy_text_first/loss"] - result["eval/copy_text_second/loss"])
   assert evaluator._step._cache_size() == 1  # pylint: disable=protected-access
+  # each probe's two sets are one forward pass with two masks, and give what each set gives alone
+  shared = {tuple(names) for names, _ in evaluator._batches if len(names) > 1}  # pylint: disable=protected-access
+  assert shared == {tuple(copy_probe.SETS), tuple(copy_probe.TEXT_SETS)}
+  for name in copy_probe.SETS + copy_probe.TEXT_SETS:
+    alone = evaluation.Evaluator(bundle, sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1}),
+                                 {name: evals[name]}, {}, [], tokenizer)(params)
+    assert alone[f"eval/{name}/loss"] == pytest.approx(result[f"eval/{name}/loss"], rel=1e-5)
 
 
 @pytest.mark.parametrize("seed", range(5))
