@@ -151,7 +151,8 @@ def _train(cfg, workdir: str, t_start: float, lease: lease_lib.Lease, changes) -
   step_flops = metrics_lib.flops_per_step(model_cfg, cfg.model.max_len, objective.rows,
                                           objective.replay_rows if objective.teacher_in_step else 0)
   throughput = _Throughput(tokens_per_step, step_flops, peak)
-  rng = jax.random.key(cfg.seed + 1)
+  # made on every device once (a host-made key was copied to every device at every step)
+  rng = jax.jit(lambda: jax.random.key(cfg.seed + 1), out_shardings=sharding.replicated(mesh))()
 
   def evaluate(at_step: int) -> dict[str, float]:
     out = evaluator(state["params"])

@@ -10,6 +10,7 @@ are drawn from: padding columns (model.ModelConfig.vocab_multiple) are cut off b
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Callable, Sequence
 
 import jax
@@ -71,6 +72,10 @@ def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = No
   @functools.cache
   def compiled(mesh):
     rows = functools.partial(sharding.shard_rows, mesh=mesh)
+    shards = 1 if mesh is None else sharding.batch_shards(mesh)
+    if batch % shards:
+      logging.warning("sampler: %d rows do not divide over the %d batch shards: every device decodes all of them "
+                      "(choose a batch that is a multiple of mesh.data × mesh.fsdp)", batch, shards)
 
     @jax.jit
     def sample(params, key):
