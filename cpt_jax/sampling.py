@@ -61,8 +61,8 @@ def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = No
   sampled tokens.
 
   No top-k/top-p and no early stop at EOS (as in Marek et al.): a sample is a full training row. On a mesh
-  with several batch shards (the mesh the params live on) each device decodes only its rows: left to
-  propagation, every device decoded the whole batch.
+  with several batch shards (the mesh the params live on) each device decodes only its rows (left to
+  propagation, every device decoded the whole batch), with FSDP-split weights gathered once before the loop.
   """
   length = length or cfg.max_len
   # Decode in phases whose cache holds only the slots filled so far (rounded up to _PHASE): attention over
@@ -70,7 +70,7 @@ def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = No
   ends = list(range(_PHASE, length, _PHASE)) + [length]
 
   @functools.cache
-  def compiled(mesh):
+  def compiled(mesh, param_specs):
     rows = functools.partial(sharding.shard_rows, mesh=mesh)
     shards = 1 if mesh is None else sharding.batch_shards(mesh)
     if batch % shards:
@@ -79,7 +79,7 @@ def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = No
 
     @jax.jit
     def sample(params, key):
-      model = nnx.merge(graphdef, params)
+      model = nnx.merge(graphdef, _gathered(params, mesh, param_specs))
       tokens_BxT = rows(jnp.full((batch, length + 1), bos_id, jnp.int32))  # every slot after 0 is overwritten
 
       def body(i, carry):
@@ -97,10 +97,24 @@ def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = No
     return sample
 
   def sample(params, key):
-    return compiled(sharding.mesh_of(params))(params, key)
+    return compiled(sharding.mesh_of(params), _specs(params))(params, key)
 
-  sample.lower = lambda params, key: compiled(sharding.mesh_of(params)).lower(params, key)  # as a jitted fn's
+  sample.lower = lambda params, key: compiled(sharding.mesh_of(params), _specs(params)).lower(params, key)
   return sample
+
+
+def _specs(params) -> tuple:
+  return tuple(getattr(getattr(x, "sharding", None), "spec", None) for x in jax.tree.leaves(params))
+
+
+def _gathered(params, mesh, param_specs: tuple):
+  """Inside a jit: FSDP-split weights all-gathered once before the decode loop. Each device decodes its own
+  rows, so a weight split over the batch axes would otherwise be gathered again at every token."""
+  if mesh is None or sharding.batch_shards(mesh) == 1:
+    return params
+  leaves, treedef = jax.tree.flatten(params)
+  return treedef.unflatten([x if spec is None else sharding.gather_over_batch_axes(x, mesh, spec)
+                            for x, spec in zip(leaves, param_specs, strict=True)])
 
 
 def _shard_cache(cache: KVCache, rows) -> KVCache:
@@ -129,12 +143,12 @@ def make_recompute_sampler(graphdef, cfg: ModelConfig, batch: int, length: int |
 
 
 @functools.lru_cache(maxsize=16)
-def _greedy_fn(graphdef, cfg: ModelConfig, batch: int, prompt_len: int, new_tokens: int, mesh):
+def _greedy_fn(graphdef, cfg: ModelConfig, batch: int, prompt_len: int, new_tokens: int, mesh, param_specs: tuple):
   rows = functools.partial(sharding.shard_rows, mesh=mesh)  # each device decodes its rows (see make_sampler)
 
   @jax.jit
   def decode(params, prompts_BxP, valid_BxP):
-    model = nnx.merge(graphdef, params)
+    model = nnx.merge(graphdef, _gathered(params, mesh, param_specs))
     prompts_BxP, valid_BxP = rows(prompts_BxP), rows(valid_BxP)
     cache = _shard_cache(KVCache.zeros(cfg, batch, prompt_len + new_tokens), rows)
     positions_BxP = jnp.maximum(jnp.cumsum(valid_BxP, 1) - 1, 0)
@@ -185,7 +199,7 @@ class GreedyDecoder:
       tokens[i, bucket - len(e):], valid[i, bucket - len(e):] = e, True
     valid[len(encoded):, -1] = True  # filler rows: one valid token keeps the softmax well defined
     fn = _greedy_fn(self.graphdef, self.cfg, self.batch_size, bucket, self.max_new_tokens,
-                    sharding.mesh_of(self.params))
+                    sharding.mesh_of(self.params), _specs(self.params))
     out = np.asarray(fn(self.params, jnp.asarray(tokens), jnp.asarray(valid)))
     answers = []
     for row in out[:len(encoded)]:

@@ -135,9 +135,14 @@ class Rows:
     only by replicating them ("Involuntary full rematerialization")."""
     if self.mesh is None:
       return w
-    spec = logical_to_spec(logical_axes, w.shape, self.mesh)
-    spec = P(*(None if axis in BATCH_AXES else axis for axis in spec))
-    return jax.lax.with_sharding_constraint(w, NamedSharding(self.mesh, spec))
+    return gather_over_batch_axes(w, self.mesh, logical_to_spec(logical_axes, w.shape, self.mesh))
+
+
+def gather_over_batch_axes(w: jax.Array, mesh: Mesh, spec: P) -> jax.Array:
+  """Inside a jit: `w` (laid out as `spec`) all-gathered over the batch axes, still split over the others."""
+  drop = lambda axis: tuple(a for a in axis if a not in BATCH_AXES) or None if isinstance(axis, tuple) else (
+      None if axis in BATCH_AXES else axis)
+  return jax.lax.with_sharding_constraint(w, NamedSharding(mesh, P(*map(drop, spec))))
 
 
 def gather_rows(x: jax.Array, mesh: Mesh | None) -> jax.Array:

@@ -74,8 +74,8 @@ def losses_on(mesh_shape, steps=4, replay_rows=0, batch=16):
 
 
 def samples_on(mesh_shape, batch=8):
-  """(sampled tokens, greedy answers, the row counts of the token arrays one device computes) of a tiny model
-  built on the mesh."""
+  """(sampled tokens, greedy answers, the row counts of the token arrays one device computes, collectives in the
+  decode loops) of a tiny model built on the mesh."""
   data, fsdp, tensor = mesh_shape
   mesh = sharding.make_mesh({"data": data, "fsdp": fsdp, "tensor": tensor}, jax.devices()[:data * fsdp * tensor])
   cfg = ModelConfig(vocab_size=128, max_len=48, num_layers=2, d_model=32, num_heads=4, mlp_ratio=4)
@@ -85,6 +85,11 @@ def samples_on(mesh_shape, batch=8):
   tokens = sampler(params, jax.random.key(5))
   hlo = sampler.lower(params, jax.random.key(5)).compile().as_text()  # per-device shapes
   rows_per_device = [r for r in range(1, batch + 1) if f"s32[{r},41]" in hlo]
+  loop_bodies, computation, loop_collectives = set(re.findall(r"body=%([\w.]+)", hlo)), None, 0
+  for line in hlo.splitlines():  # collectives inside the decode loops run at every token
+    start = re.match(r"^%?([\w.]+) .*\{$", line)
+    computation = start.group(1) if start else computation
+    loop_collectives += computation in loop_bodies and bool(re.search(r"all-(gather|reduce|to-all)\(", line))
 
   class Tok:  # ids as text, so the check needs no tokenizer model
     bos_id, eos_id, pad_id = 1, 2, 0
@@ -93,7 +98,7 @@ def samples_on(mesh_shape, batch=8):
 
   prompts = [" ".join(str(3 + (7 * i + j) % 120) for j in range(1 + i)) for i in range(batch)]
   answers = sampling.GreedyDecoder(bundle.graphdef, cfg, params, Tok(), batch_size=batch, max_new_tokens=6)(prompts)
-  return np.asarray(tokens).tolist(), answers, rows_per_device
+  return np.asarray(tokens).tolist(), answers, rows_per_device, loop_collectives
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from cpt_jax import evaluation, sharding
 
 MESHES = ["1,1,1", "8,1,1", "2,4,1", "2,2,2", "1,1,8"]
 KL_MESHES = ["1,1,1", "8,1,1", "2,2,2"]  # replay rows + teacher forward + KL, 8 of 16 rows
-SAMPLE_MESHES = ["1,1,1", "8,1,1", "2,2,2"]
+SAMPLE_MESHES = ["1,1,1", "2,4,1", "2,2,2"]
 
 
 def _run():
@@ -59,14 +59,16 @@ def test_each_device_computes_only_its_rows(result):
 
 
 def test_sampling_splits_rows_over_the_batch_axes(result):
-  tokens, answers, rows_per_device = result["sample:1,1,1"]
+  tokens, answers, rows_per_device, _ = result["sample:1,1,1"]
   assert rows_per_device == [8] and len({tuple(r) for r in tokens}) == 8  # 8 different samples
   assert len(set(answers)) > 1  # answers that depend on the prompt
-  for mesh, rows in (("8,1,1", 1), ("2,2,2", 2)):  # 8 rows over data × fsdp shards: 8 or 4 of them
-    got_tokens, got_answers, got_rows = result[f"sample:{mesh}"]
+  for mesh, rows in (("2,4,1", 1), ("2,2,2", 2)):  # 8 rows over data × fsdp shards: 8 or 4 of them
+    got_tokens, got_answers, got_rows, loop_collectives = result[f"sample:{mesh}"]
     assert got_rows == [rows, 8], f"mesh {mesh}: a device decodes {got_rows} rows, not only its {rows}"
     assert got_tokens == tokens, f"mesh {mesh}: sampled tokens differ from one device's"
     assert got_answers == answers, f"mesh {mesh}: greedy answers differ from one device's"
+  # FSDP: the weights are gathered once before decoding, not at every token (36 collectives in the loops before)
+  assert result["sample:2,4,1"][3] == 0
 
 
 def test_mesh_shape_errors_are_clear():
