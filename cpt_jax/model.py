@@ -270,12 +270,13 @@ class GPT(nnx.Module):
       self.w_head = _vocab_param(rngs, cfg, 1, ("embed", "vocab"))
 
   def hidden(self, tokens_BxL, positions_BxL=None, segment_ids_BxL=None, rngs=None, cache: KVCache | None = None,
-             valid_BxL=None, rows: sharding.Rows | None = None):
+             valid_BxL=None, rows: sharding.RowSplit | None = None):
     """Final hidden states [B, L, D] (f32) and the updated cache (None without one).
 
-    `rows` constrains the residual stream's layout after the embedding and after every block (the train and
-    eval steps split it over the batch axes, sharding.shard_rows): without it, XLA lays the activations out
-    like the FSDP-sharded weights, split along D with every device holding every row.
+    `rows` splits the residual stream over the batch axes after the embedding and after every block, and
+    all-gathers the embedding tables over them before the lookup (the train and eval steps pass it): without
+    it, XLA lays the activations out like the FSDP-sharded weights, split along D with every device holding
+    every row.
 
     With a cache, `valid_BxL` marks real (non-pad) tokens of this chunk; pads are never attended to.
     Dropout draws one key per layer from `rngs`, in either layout. Decoding (a cache) runs the layers one by
@@ -286,8 +287,8 @@ class GPT(nnx.Module):
     if positions_BxL is None:
       start = 0 if cache is None else cache.length
       positions_BxL = start + jnp.arange(tokens_BxL.shape[1], dtype=jnp.int32)[None, :]
-    rows = rows or sharding.Rows(None)
-    tokens_BxL, positions_BxL = rows(tokens_BxL), rows(jnp.broadcast_to(positions_BxL, tokens_BxL.shape))
+    rows = rows or sharding.RowSplit(None)
+    tokens_BxL, positions_BxL = rows(tokens_BxL), rows(positions_BxL)  # positions [1, L] stay as they are
     wte, wpe = rows.gathered(self.wte[...], self.wte.logical_axes), rows.gathered(self.wpe[...], self.wpe.logical_axes)
     x_BxLxD = rows((wte[tokens_BxL] + wpe[positions_BxL]).astype(cfg.dtype))
     if cache is not None:

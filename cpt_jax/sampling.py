@@ -57,7 +57,7 @@ def _categorical(key, logits_BxV):
 
 def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = None, temperature: float = 1.0,
                  bos_id: int = BOS):
-  """(params, key) -> tokens [B, length+1]: row 0 is BOS (the tokenizer's `bos_id`), then `length`
+  """(params, key) -> tokens [B, length+1]: column 0 is BOS (the tokenizer's `bos_id`), then `length`
   sampled tokens.
 
   No top-k/top-p and no early stop at EOS (as in Marek et al.): a sample is a full training row. On a mesh
@@ -77,7 +77,7 @@ def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = No
       logging.warning("sampler: %d rows do not divide over the %d batch shards: every device decodes all of them "
                       "(choose a batch that is a multiple of mesh.data × mesh.fsdp)", batch, shards)
 
-    @jax.jit
+    @_jit_replicated(mesh)  # every process can read the samples
     def sample(params, key):
       model = nnx.merge(graphdef, _gathered(params, mesh, param_specs))
       tokens_BxT = rows(jnp.full((batch, length + 1), bos_id, jnp.int32))  # every slot after 0 is overwritten
@@ -92,7 +92,7 @@ def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = No
       for end in ends:
         tokens_BxT, cache = jax.lax.fori_loop(start, end, body, (tokens_BxT, _shard_cache(cache.grow(end), rows)))
         start = end
-      return sharding.gather_rows(tokens_BxT, mesh)
+      return tokens_BxT
 
     return sample
 
@@ -101,6 +101,11 @@ def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = No
 
   sample.lower = lambda params, key: compiled(sharding.mesh_of(params), _specs(params)).lower(params, key)
   return sample
+
+
+def _jit_replicated(mesh):
+  """jax.jit with the output on every device of `mesh` (so np.asarray works in every process)."""
+  return jax.jit if mesh is None else functools.partial(jax.jit, out_shardings=sharding.replicated(mesh))
 
 
 def _specs(params) -> tuple:
@@ -146,7 +151,7 @@ def make_recompute_sampler(graphdef, cfg: ModelConfig, batch: int, length: int |
 def _greedy_fn(graphdef, cfg: ModelConfig, batch: int, prompt_len: int, new_tokens: int, mesh, param_specs: tuple):
   rows = functools.partial(sharding.shard_rows, mesh=mesh)  # each device decodes its rows (see make_sampler)
 
-  @jax.jit
+  @_jit_replicated(mesh)
   def decode(params, prompts_BxP, valid_BxP):
     model = nnx.merge(graphdef, _gathered(params, mesh, param_specs))
     prompts_BxP, valid_BxP = rows(prompts_BxP), rows(valid_BxP)
@@ -165,7 +170,7 @@ def _greedy_fn(graphdef, cfg: ModelConfig, batch: int, prompt_len: int, new_toke
       return rows(jax.lax.dynamic_update_slice_in_dim(out, nxt[:, None], i, axis=1)), cache
 
     out_BxN, _ = jax.lax.fori_loop(1, new_tokens, body, (out_BxN, cache))
-    return sharding.gather_rows(out_BxN, mesh)
+    return out_BxN
 
   return decode
 

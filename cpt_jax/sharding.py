@@ -119,7 +119,7 @@ def shard_rows(x: jax.Array, mesh: Mesh | None) -> jax.Array:
   return jax.lax.with_sharding_constraint(x, batch_sharding(mesh))
 
 
-class Rows:
+class RowSplit:
   """The train and eval steps' activation layout: each device computes its batch shard's rows
   (model.GPT.hidden applies it to the residual stream). Identity without a mesh or with one batch shard."""
 
@@ -140,14 +140,13 @@ class Rows:
 
 def gather_over_batch_axes(w: jax.Array, mesh: Mesh, spec: P) -> jax.Array:
   """Inside a jit: `w` (laid out as `spec`) all-gathered over the batch axes, still split over the others."""
-  drop = lambda axis: tuple(a for a in axis if a not in BATCH_AXES) or None if isinstance(axis, tuple) else (
-      None if axis in BATCH_AXES else axis)
-  return jax.lax.with_sharding_constraint(w, NamedSharding(mesh, P(*map(drop, spec))))
 
+  def without_batch_axes(axis):
+    if isinstance(axis, tuple):
+      return tuple(a for a in axis if a not in BATCH_AXES) or None
+    return None if axis in BATCH_AXES else axis
 
-def gather_rows(x: jax.Array, mesh: Mesh | None) -> jax.Array:
-  """Inside a jit: `x` replicated on every device (undoes shard_rows), so that every process can read it."""
-  return x if mesh is None else jax.lax.with_sharding_constraint(x, replicated(mesh))
+  return jax.lax.with_sharding_constraint(w, NamedSharding(mesh, P(*map(without_batch_axes, spec))))
 
 
 def local_batch_shards(mesh: Mesh) -> list[int]:

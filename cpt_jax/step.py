@@ -29,7 +29,7 @@ def _hidden(graphdef, params, batch: Batch, rng=None, mesh=None):
   model = nnx.merge(graphdef, params)
   rngs = None if rng is None else nnx.Rngs(dropout=rng)
   h_BxLxD, _ = model.hidden(batch["inputs"], batch.get("positions"), batch.get("segment_ids"), rngs=rngs,
-                            rows=sharding.Rows(mesh))
+                            rows=sharding.RowSplit(mesh))
   return model, h_BxLxD
 
 
@@ -138,6 +138,8 @@ def make_eval_step(graphdef, mesh=None):
   Summed, so batches average exactly."""
 
   def eval_step(params, batch: Batch):
+    if batch["loss_mask"].ndim != 3:  # a [B, L] mask would broadcast to B masks
+      raise ValueError(f"eval loss_mask must be [B, K, L], got shape {batch['loss_mask'].shape}")
     model, h_BxLxD = _hidden(graphdef, params, batch, mesh=mesh)
     nll_BxL = losses.head_nll(h_BxLxD, model.head_weight(), batch["targets"], model.cfg.vocab_size)
     mask_BxKxL = batch["loss_mask"].astype(jnp.float32)
