@@ -71,7 +71,7 @@ def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = No
 
   @functools.cache
   def compiled(mesh, param_specs):
-    rows = functools.partial(sharding.shard_rows, mesh=mesh)
+    rows = sharding.RowSplit(mesh)
     shards = 1 if mesh is None else sharding.batch_shards(mesh)
     if batch % shards:
       logging.warning("sampler: %d rows do not divide over the %d batch shards: every device decodes all of them "
@@ -149,7 +149,7 @@ def make_recompute_sampler(graphdef, cfg: ModelConfig, batch: int, length: int |
 
 @functools.lru_cache(maxsize=16)
 def _greedy_fn(graphdef, cfg: ModelConfig, batch: int, prompt_len: int, new_tokens: int, mesh, param_specs: tuple):
-  rows = functools.partial(sharding.shard_rows, mesh=mesh)  # each device decodes its rows (see make_sampler)
+  rows = sharding.RowSplit(mesh)  # each device decodes its rows (see make_sampler)
 
   @_jit_replicated(mesh)
   def decode(params, prompts_BxP, valid_BxP):
