@@ -1,6 +1,6 @@
 """Self-generated replay written ahead as a records dataset: rows sampled from a run's checkpoint (BOS
 prompt, temperature 1, full context) into OUT/self_replay/1.0.0, which `replay.kind=self replay.samples=...`
-reads. `python -m cpt_jax.replay_dataset --workdir RUN --out DIR --tokens N [--seed S]`.
+reads. `python -m cpt_jax.replay_dataset --workdir RUN --out DIR --tokens N [--seed S] [--cpu-devices K]`.
 
 Kept apart from `cpt_jax.replay` (the on-the-fly stream that `build` uses) because it loads a run through
 `build`.
@@ -38,6 +38,8 @@ def generate_replay_dataset(workdir: str, out_dir: str, num_tokens: int, seed: i
   chunks_dir = out / "chunks"
   chunks_dir.mkdir(parents=True, exist_ok=True)
   sampler = sampling.make_sampler(bundle.graphdef, bundle.cfg, batch, bos_id=tokenizer.bos_id)
+  devices = jax.devices()
+  logging.info("sampling %d rows per call on %d %s device(s)", batch, len(devices), devices[0].platform)
   key = jax.random.key(seed)
   num_chunks = -(-num_rows // batch)
   for c in range(num_chunks):
@@ -59,6 +61,17 @@ def generate_replay_dataset(workdir: str, out_dir: str, num_tokens: int, seed: i
   return path
 
 
+def use_cpu_devices(count: int, batch: int) -> None:
+  """Before JAX starts its backends: `count` CPU devices. `build.load_run` puts every device on the data axis,
+  so each decodes batch/count rows. One device leaves the second core of a 2-core CPU nearly idle while
+  decoding (docs/performance.md)."""
+  if count < 1 or batch % count:
+    raise SystemExit(f"--cpu-devices {count}: must be ≥ 1 and divide --batch {batch} (each device decodes "
+                     "batch/cpu-devices rows)")
+  if count > 1:
+    jax.config.update("jax_num_cpu_devices", count)
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description="Write self-generated replay samples of a run's checkpoint.")
   parser.add_argument("--workdir", required=True, help="workdir of the (pretraining) run to sample from")
@@ -68,7 +81,12 @@ def main(argv=None) -> None:
   parser.add_argument("--batch", type=int, default=64, help="sequences sampled per call")
   parser.add_argument("--step", type=int, default=-1, help="checkpoint step (-1: latest)")
   parser.add_argument("--validation-rows", type=int, default=0)
+  parser.add_argument("--cpu-devices", type=int, default=1,
+                      help="on a host without an accelerator: split the CPU into this many JAX devices, each "
+                           "decoding batch/K rows (decoding keeps about one core busy per device); the same seed "
+                           "gives the same samples. No effect where an accelerator is the default device")
   args = parser.parse_args(argv)
+  use_cpu_devices(args.cpu_devices, args.batch)
   logging.getLogger().setLevel(logging.INFO)
   path = generate_replay_dataset(args.workdir, args.out, args.tokens, args.seed, args.batch, args.validation_rows,
                                  None if args.step < 0 else args.step)

@@ -1,7 +1,10 @@
 """Adapt stage: weights from a pretraining run, fresh optimizer, frozen teacher; replay and KL in one step."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -74,6 +77,17 @@ def test_generated_replay_dataset_is_deterministic_and_resumable(pretrained, tmp
   again = RecordSource(replay_dataset.generate_replay_dataset(str(pre_dir), str(partial), 32 * 10, seed=5, batch=4),
                        "train")
   assert sorted(tuple(again[i]["tokens"]) for i in range(10)) == sorted(tuple(rows[i]["tokens"]) for i in range(10))
+  # the command line with the CPU split into 2 devices, each decoding 2 of the 4 rows: the same dataset
+  cmd = [sys.executable, "-m", "cpt_jax.replay_dataset", "--workdir", str(pre_dir), "--out", str(tmp_path / "c"),
+         "--tokens", str(32 * 10), "--seed", "5", "--batch", "4", "--cpu-devices", "2"]
+  out = subprocess.run(cmd, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=300,
+                       check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "on 2 cpu device(s)" in out.stderr and "every device decodes all of them" not in out.stderr
+  split = RecordSource(out.stdout.strip().splitlines()[-1], "train")
+  assert [tuple(split[i]["tokens"]) for i in range(10)] == [tuple(rows[i]["tokens"]) for i in range(10)]
+  bad = subprocess.run(cmd[:-1] + ["3"], capture_output=True, text=True, timeout=300, check=False)
+  assert bad.returncode != 0 and "--cpu-devices 3" in bad.stderr and "--batch 4" in bad.stderr
 
 
 def test_adapt_with_real_replay_ntp_and_samples_dataset(tiny_config_factory, pretrained, tmp_path):
