@@ -33,6 +33,8 @@ class Adaptation:
           start, sharded_abstract_params, step=None if cfg.init_step < 0 else cfg.init_step)
       start.close()
       logging.info("adapt: start weights from step %d of %s", start_step, cfg.init_from)
+      if cfg.init_step < 0:  # recorded in config.json: a resumed run restores this step, not init_from's latest
+        cfg.init_step = start_step
     # The frozen start model in its own buffers (the student's are donated every step): the step's teacher
     # and/or the sampler of self-generated replay.
     self.teacher = (build.frozen_copy(self.start_params, cfg.replay.teacher_dtype)

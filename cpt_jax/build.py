@@ -73,21 +73,31 @@ def resolve_tokenizer(cfg, workdir: str, data_dir: Path) -> Tokenizer:
 ARCHITECTURE = ("num_layers", "d_model", "num_heads", "mlp_ratio", "max_len", "tie_embeddings", "vocab_multiple")
 
 
+def adopt_architecture(cfg) -> None:
+  """Adapt runs take the architecture from the run they start from: a differing field of `cfg.model` is
+  overwritten in place (idempotent). The trainer does this before it compares `cfg` with the config a resumed
+  run saved, which holds the adopted values. The layer layout (model.scan_layers) is not architecture: the
+  start weights are converted if it differs."""
+  if cfg.stage != "adapt":
+    return
+  if not (paths.path(cfg.init_from) / CONFIG_FILE).exists():
+    raise DataError(f"{cfg.init_from} is not the workdir of a cpt_jax run ({paths.path(cfg.init_from) / CONFIG_FILE} "
+                    "not found): init_from takes the --workdir of a pretraining run")
+  saved = load_run_config(cfg.init_from)
+  arch = {k: saved.model[k] for k in ARCHITECTURE if k in saved.model}
+  arch.setdefault("vocab_multiple", 1)  # a run from before vocabulary padding existed
+  changed = {k: (cfg.model[k], v) for k, v in arch.items() if cfg.model[k] != v}
+  if changed:
+    logging.info("adapt: architecture taken from %s (config had %s)", cfg.init_from, changed)
+  with cfg.model.unlocked():
+    cfg.model.update(arch)
+
+
 def model_config(cfg, tokenizer: Tokenizer) -> model_lib.ModelConfig:
-  """Adapt runs take the architecture from the run they start from; a differing field is overridden. The
-  layer layout (model.scan_layers) is not architecture: the start weights are converted if it differs.
-  The attention implementation is resolved (and logged) here, so a platform that cannot run it fails early."""
-  model_cfg = cfg.model
-  if cfg.stage == "adapt":
-    saved = load_run_config(cfg.init_from)
-    arch = {k: saved.model[k] for k in ARCHITECTURE if k in saved.model}
-    arch.setdefault("vocab_multiple", 1)  # a run from before vocabulary padding existed
-    changed = {k: (model_cfg[k], v) for k, v in arch.items() if model_cfg[k] != v}
-    if changed:
-      logging.info("adapt: architecture taken from %s (config had %s)", cfg.init_from, changed)
-    with model_cfg.unlocked():
-      model_cfg.update(arch)
-  model = model_lib.ModelConfig.from_config(model_cfg, tokenizer.vocab_size)
+  """The model of `cfg` (an adapt run's architecture adopted from `init_from`). The attention implementation
+  is resolved (and logged) here, so a platform that cannot run it fails early."""
+  adopt_architecture(cfg)
+  model = model_lib.ModelConfig.from_config(cfg.model, tokenizer.vocab_size)
   try:
     model_lib.attention_implementation(model.attention_impl, model.compute_dtype, model.head_dim)
   except ValueError as e:

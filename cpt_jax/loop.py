@@ -79,6 +79,7 @@ def run(cfg, workdir: str) -> dict[str, Any]:
   config_lib.validate(cfg, jax.device_count())
   compile_cache.enable(cfg.train)  # before anything compiles: JAX opens the cache once per process
   with lease_lib.hold(workdir, cfg.train.lease_timeout_seconds) as lease:
+    build.adopt_architecture(cfg)  # an adapt run's saved config holds init_from's architecture
     resume = run_record.check(cfg, workdir)  # before anything is built: a refused config changes nothing
     if resume.finished is not None:
       build.resolve_tokenizer(cfg, workdir, sources.data_dir_of(cfg.data))  # another tokenizer is refused here too

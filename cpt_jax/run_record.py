@@ -90,6 +90,7 @@ def check(cfg, workdir: str) -> Resume:
     logging.warning("%s is unreadable (%s): the config cannot be compared; it is rewritten after the restore",
                     root / CONFIG_FILE, e)
     return Resume()
+  _pin_start_step(cfg, saved)
   new = json.loads(cfg.to_json_best_effort())
   diffs = differences(saved, new)
   allow_budget = bool(cfg.train.get("allow_budget_change", False))
@@ -113,6 +114,15 @@ def check(cfg, workdir: str) -> Resume:
     except ValueError:
       logging.warning("%s is unreadable: the run is resumed and writes it again", root / SUMMARY_FILE)
   return Resume(changes={k: v for k, v in diffs.items() if _ABSENT not in v})
+
+
+def _pin_start_step(cfg, saved: dict[str, Any]) -> None:
+  """An adapt run asked for init_from's latest checkpoint (init_step=-1) resumes from the step it started from
+  (saved in its config.json), although init_from may have saved newer ones since: its teacher and its
+  before/forgetting records belong to that step."""
+  step = saved.get("init_step")
+  if cfg.get("stage") == "adapt" and cfg.get("init_step", 0) < 0 and isinstance(step, int) and step >= 0:
+    cfg.init_step = step
 
 
 def record_changes(workdir: str, step: int, changes: dict[str, tuple[Any, Any]]) -> None:

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from cpt_jax import build, loop, metrics, optim, replay_dataset, sharding, step as step_lib
+from cpt_jax import build, checkpoint, loop, metrics, optim, replay_dataset, sharding, step as step_lib
 from cpt_jax.data.records import RecordSource
 from cpt_jax.data.tokenizer import BOS
 from cpt_jax.model import ModelConfig
@@ -62,6 +62,32 @@ def test_adapt_with_self_replay_on_the_fly_and_kl(tiny_config_factory, pretraine
   assert train[-1]["train/kl"] > 1e-4
   for r in train:
     assert r["train/loss"] == pytest.approx(r["train/target_loss"] + 2.0 * r["train/kl"], rel=1e-5)
+
+
+def test_interrupted_adapt_run_resumes_with_the_same_command_from_the_same_start(tiny_config_factory, pretrained,
+                                                                                  tmp_path, caplog):
+  """The command's model fields differ from init_from's (which are adopted), and init_from saves a newer
+  checkpoint while the run is stopped: the same command resumes, with the teacher of the step it started from."""
+  pre_dir, _ = pretrained
+  start = tmp_path / "start"
+  shutil.copytree(pre_dir, start)
+  first = checkpoint.committed_steps(str(start / "checkpoints"))[-1]
+  overrides = {"model.d_model": 32, "model.num_heads": 2, "replay.ratio": 0.25, "replay.kind": "real",
+               "replay.loss": "kl", "replay.semantics": "regularizer"}
+  workdir = tmp_path / "adapt"
+  with pytest.raises(loop.Preempted):
+    loop.run(_adapt_config(tiny_config_factory, start, **overrides, **{"train.stop_at_step": 3}), str(workdir))
+  assert json.loads((workdir / "config.json").read_text())["init_step"] == first
+  shutil.copytree(start / "checkpoints" / str(first), start / "checkpoints" / str(first + 100))  # init_from moved on
+  caplog.set_level("INFO")
+  summary = loop.run(_adapt_config(tiny_config_factory, start, **overrides), str(workdir))
+  assert summary["steps"] == 6 and "resumed from step 3" in caplog.text
+  assert f"start weights from step {first} of" in caplog.text and f"step {first + 100} of" not in caplog.text
+  assert [s for s, _ in _rows_steps(workdir)] == list(range(1, 7))
+
+
+def _rows_steps(workdir):
+  return [(r["step"], r["train/loss"]) for r in _rows(workdir, "train/loss")]
 
 
 def test_generated_replay_dataset_is_deterministic_and_resumable(pretrained, tmp_path):
