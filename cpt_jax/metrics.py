@@ -98,22 +98,28 @@ class MetricWriter:
     self._remote = paths.is_remote(workdir)
     self._upload_seconds, self._uploaded_at = upload_seconds, time.time()
     self._lines: list[str] = []
-    self._tb = None
+    self._tb, self._tb_dir = None, None
     if self.active and tensorboard:
-      tb_dir = os.path.join(workdir, "tensorboard")
+      self._tb_dir = os.path.join(workdir, "tensorboard")
       if self._remote:
-        tb_dir = os.path.join(tempfile.gettempdir(), "cpt_jax_tensorboard", workdir.split("://", 1)[1])
-        logging.info("TensorBoard events of %s are written locally to %s", workdir, tb_dir)
-      try:
-        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top  # optional, see except
-        self._tb = SummaryWriter(tb_dir)
-      except Exception as e:  # pylint: disable=broad-except  # TensorBoard is a nicety
-        logging.warning("TensorBoard disabled: %s", e)
+        self._tb_dir = os.path.join(tempfile.gettempdir(), "cpt_jax_tensorboard", workdir.split("://", 1)[1])
+        logging.info("TensorBoard events of %s are written locally to %s", workdir, self._tb_dir)
     self._fd = None
     if self.active and self._remote:
       self._lines = self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
     elif self.active:
       self._open()
+
+  def _open_tensorboard(self, purge_step: int | None = None) -> None:
+    """A new event file; with `purge_step`, TensorBoard hides the earlier files' events from that step on."""
+    if self._tb is not None:
+      self._tb.close()
+    try:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top  # optional, see except
+      self._tb = SummaryWriter(self._tb_dir, purge_step=purge_step)
+    except Exception as e:  # pylint: disable=broad-except  # TensorBoard is a nicety
+      self._tb, self._tb_dir = None, None
+      logging.warning("TensorBoard disabled: %s", e)
 
   def _open(self) -> None:
     self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -134,6 +140,8 @@ class MetricWriter:
     raise OSError(error.errno, error.strerror, str(self.path))
 
   def truncate_after(self, step: int) -> None:
+    if self._tb_dir is not None:  # the steps a resumed run writes again are not shown twice in TensorBoard
+      self._open_tensorboard(purge_step=step + 1)
     if not self.active or not self.path.exists():
       return
     lines = self._lines if self._remote else self.path.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -156,6 +164,8 @@ class MetricWriter:
         self.flush()
     else:
       self._append(line.encode("utf-8"))
+    if self._tb is None and self._tb_dir is not None:
+      self._open_tensorboard()
     if self._tb is not None:
       for k, v in metrics.items():
         if isinstance(v, (int, float)):

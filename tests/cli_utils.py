@@ -101,3 +101,21 @@ def at_training_batch(monkeypatch, step: int, action) -> None:
 
   monkeypatch.setattr(sharding, "global_batch", batch)
   monkeypatch.setattr(evaluation.Evaluator, "__init__", evaluator_then_count)
+
+
+def tensorboard_steps(workdir, tag: str) -> list[int]:
+  """The steps of `tag` that TensorBoard shows: event files read in the order they were written, a SessionLog
+  START at step P hiding the earlier files' events at steps ≥ P (how TensorBoard purges a restarted run's)."""
+  import struct  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  shown: list[int] = []
+  for path in sorted(Path(workdir, "tensorboard").glob("events.out.tfevents.*")):
+    data, offset = path.read_bytes(), 0
+    while offset < len(data):  # TFRecord: u64 length, u32 crc, payload, u32 crc
+      (length,) = struct.unpack_from("<Q", data, offset)
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 16 + length
+      if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
+        shown = [s for s in shown if s < event.step]
+      shown += [event.step for v in event.summary.value if v.tag == tag]
+  return shown

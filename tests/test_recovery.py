@@ -118,6 +118,7 @@ def test_corrupted_latest_checkpoint_falls_back_and_continues(tiny_config_factor
   assert "restored step 16 after skipping" in warnings and "step 20" in warnings, warnings
   assert summary["steps"] == 20 and summary["scored_tokens"] == summary["tokens"]  # the redone steps counted once
   assert _losses(workdir) == _losses(pretrained[0])  # the 4 steps after 16 are redone exactly
+  assert cli_utils.tensorboard_steps(workdir, "train/loss") == list(range(1, 21))  # steps 17-20 shown once
   kept = list((workdir / "checkpoints" / "unreadable").iterdir())  # nothing deleted: moved aside
   assert [p.name.split(".")[0] for p in kept] == ["20"]
   assert _steps(workdir)[-1] == 20
