@@ -83,8 +83,9 @@ def main(argv=None) -> None:
   parser.add_argument("--validation-rows", type=int, default=0)
   parser.add_argument("--cpu-devices", type=int, default=1,
                       help="on a host without an accelerator: split the CPU into this many JAX devices, each "
-                           "decoding batch/K rows (decoding keeps about one core busy per device); the same seed "
-                           "gives the same samples. No effect where an accelerator is the default device")
+                           "decoding batch/K rows (decoding keeps about one core busy per device). The samples are "
+                           "one device's up to floating-point rounding (a draw at a boundary can change, and its row "
+                           "with it). No effect where an accelerator is the default device")
   args = parser.parse_args(argv)
   use_cpu_devices(args.cpu_devices, args.batch)
   logging.getLogger().setLevel(logging.INFO)
