@@ -36,8 +36,9 @@ def enable(train_cfg) -> str | None:
   path = train_cfg.compile_cache_dir or default_dir()
   current = jax.config.jax_compilation_cache_dir
   if current and current != path:
-    logging.info("compilation cache: keeping %s, set before this run (train.compile_cache_dir=%r not used)", current,
-                 train_cfg.compile_cache_dir)
+    asked = train_cfg.compile_cache_dir
+    ignored = f"; train.compile_cache_dir={asked!r} not used" if asked else ""
+    logging.info("compilation cache: %s (set before this run, e.g. by JAX_COMPILATION_CACHE_DIR%s)", current, ignored)
     return current
   jax.config.update("jax_compilation_cache_dir", path)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)

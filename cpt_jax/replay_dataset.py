@@ -8,7 +8,6 @@ Kept apart from `cpt_jax.replay` (the on-the-fly stream that `build` uses) becau
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from cpt_jax import build, sampling
+from cpt_jax import build, checkpoint as ckpt_lib, config as config_lib, console, sampling
 from cpt_jax.data import records
 
 
@@ -66,14 +65,14 @@ def use_cpu_devices(count: int, batch: int) -> None:
   so each decodes batch/count rows. One device leaves the second core of a 2-core CPU nearly idle while
   decoding (docs/performance.md)."""
   if count < 1 or batch % count:
-    raise SystemExit(f"--cpu-devices {count}: must be ≥ 1 and divide --batch {batch} (each device decodes "
-                     "batch/cpu-devices rows)")
+    console.fail(f"--cpu-devices {count}: must be ≥ 1 and divide --batch {batch} (each device decodes "
+                 "batch/cpu-devices rows)")
   if count > 1:
     jax.config.update("jax_num_cpu_devices", count)
 
 
 def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description="Write self-generated replay samples of a run's checkpoint.")
+  parser = console.ArgumentParser(description="Write self-generated replay samples of a run's checkpoint.")
   parser.add_argument("--workdir", required=True, help="workdir of the (pretraining) run to sample from")
   parser.add_argument("--out", required=True, help="output directory (the dataset is OUT/self_replay/1.0.0)")
   parser.add_argument("--tokens", type=int, required=True, help="tokens to sample (rounded up to whole rows)")
@@ -88,9 +87,12 @@ def main(argv=None) -> None:
                            "with it). No effect where an accelerator is the default device")
   args = parser.parse_args(argv)
   use_cpu_devices(args.cpu_devices, args.batch)
-  logging.getLogger().setLevel(logging.INFO)
-  path = generate_replay_dataset(args.workdir, args.out, args.tokens, args.seed, args.batch, args.validation_rows,
-                                 None if args.step < 0 else args.step)
+  console.setup_logging(args.out, "generate_replay.log")  # the libraries' INFO lines go to the file only
+  try:
+    path = generate_replay_dataset(args.workdir, args.out, args.tokens, args.seed, args.batch, args.validation_rows,
+                                   None if args.step < 0 else args.step)
+  except (records.DataError, ckpt_lib.CheckpointError, config_lib.ConfigError) as e:
+    console.fail(str(e))
   print(path)
 
 

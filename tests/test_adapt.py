@@ -111,10 +111,15 @@ def test_generated_replay_dataset_is_deterministic_and_resumable(pretrained, tmp
                        check=False)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "on 2 cpu device(s)" in out.stderr and "every device decodes all of them" not in out.stderr
+  assert "absl" not in out.stderr and "orbax" in (tmp_path / "c" / "generate_replay.log").read_text().lower()
   split = RecordSource(out.stdout.strip().splitlines()[-1], "train")
   assert [tuple(split[i]["tokens"]) for i in range(10)] == [tuple(rows[i]["tokens"]) for i in range(10)]
   bad = subprocess.run(cmd[:-1] + ["3"], capture_output=True, text=True, timeout=300, check=False)
-  assert bad.returncode != 0 and "--cpu-devices 3" in bad.stderr and "--batch 4" in bad.stderr
+  assert bad.returncode == 2 and bad.stderr.startswith("error: --cpu-devices 3") and "--batch 4" in bad.stderr
+  missing = subprocess.run(cmd[:4] + [str(tmp_path / "nothing"), "--out", str(tmp_path / "d")] + cmd[7:],
+                           capture_output=True, text=True, timeout=300, check=False)
+  assert missing.returncode == 2 and [line for line in missing.stderr.splitlines() if line.startswith("error:")] == [
+      f"error: {tmp_path / 'nothing'}/config.json not found: is {tmp_path / 'nothing'} the workdir of a cpt_jax run?"]
 
 
 def test_adapt_with_real_replay_ntp_and_samples_dataset(tiny_config_factory, pretrained, tmp_path):

@@ -39,6 +39,16 @@ def test_train_is_quiet_and_ends_with_its_result(corpus_dir, tmp_path):
   assert "orbax" not in r.stderr.lower() and "absl" not in r.stderr.lower(), r.stderr
 
 
+def test_dry_run_of_an_adapt_run_names_init_froms_model(corpus_dir, pretrained, tmp_path):
+  env = cli_utils.cli_env(tmp_path, corpus_dir, tokenizer=Path(pretrained[0]) / "tokenizer.model")
+  r = cli_utils.run_cli(env, tmp_path / "w", "--config.stage=adapt", f"--config.init_from={pretrained[0]}",
+                        "--config.data.target.kind=babi",
+                        "--config.model.d_model=32", "--config.model.num_heads=2", "--dry_run")
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "dry run: an adapt run of a 2-layer d=64 model" in r.stdout, r.stdout  # init_from's width, not 32
+  assert not (tmp_path / "w").exists()
+
+
 def test_only_this_packages_info_lines_reach_the_console(tmp_path):
   """By the package's own directory: a library in a virtualenv inside a clone named cpt_jax/ is not ours."""
   def record(name, path, level=logging.INFO):
