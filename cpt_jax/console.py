@@ -129,6 +129,10 @@ def parse_flags(argv: list[str]) -> list[str]:
       fail(f"config file {path} does not exist (ls configs/ lists the shipped ones)")
   try:
     return flags.FLAGS(argv)
+  except SystemExit as e:  # absl's --help / --helpfull print the usage, then exit 1; asking for help succeeded
+    if e.code == 1 and any(a.split("=")[0] in ("--help", "-?", "--helpfull", "--helpshort") for a in argv[1:]):
+      sys.exit(0)
+    raise
   except flags.Error as e:
     fail(f"{e}")
   except (AttributeError, KeyError) as e:

@@ -236,3 +236,9 @@ def test_tools_help_has_an_example_and_the_columns(tool):
   assert f"python tools/{tool}.py docs/results/study_ptpp/results.csv" in r.stdout
   for column in ("params", "ptpp", "adapt_tokens", "replay_ratio", "target_loss"):
     assert column in r.stdout
+
+
+def test_help_exits_zero():
+  r = subprocess.run([sys.executable, "-m", "cpt_jax.train", "--help"], cwd=REPO, capture_output=True, text=True,
+                     timeout=120, check=False)
+  assert r.returncode == 0 and "--workdir" in r.stdout and "dry_run" in r.stdout, (r.returncode, r.stdout[-500:])
