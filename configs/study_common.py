@@ -129,3 +129,9 @@ def tokens_label(n: float) -> str:
     if n >= scale:
       return f"{n / scale:.3g}{unit}"
   return f"{n:g}"
+
+
+def get_config(arg: str | None = None):
+  """Not a config of its own: given as --config, say which files are."""
+  raise ValueError("configs/study_common.py holds the pieces the study configs share; give one of "
+                   "configs/study_babi.py, study_forgetting.py, study_ptpp.py")

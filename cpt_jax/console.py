@@ -134,7 +134,10 @@ def parse_flags(argv: list[str]) -> list[str]:
       sys.exit(0)
     raise
   except flags.Error as e:
-    fail(f"{e}")
+    text = str(e).strip()
+    if "Traceback (most recent call last)" in text:  # the config file raised: its message, not the traceback
+      text = f"{text.splitlines()[0].rstrip(': ')}: {text.splitlines()[-1]}"
+    fail(text)
   except (AttributeError, KeyError) as e:
     names = re.findall(r"[a-zA-Z_][a-zA-Z_0-9]*", str(e).split("Did you mean")[0])
     hint = re.search(r'Did you mean "([^"]+)"', str(e))

@@ -109,6 +109,8 @@ def test_every_command_line_error_is_one_line(tmp_path):
   cases = [  # (id, argv, key words of the error)
       ("study_config_missing", study_cmd + ["--config", "configs/nope.py"], ["configs/nope.py", "does not exist"]),
       ("study_field_typo", study_cmd + ["--config", quickstart, "--config.adapt.opt.lrr=1"], ["lrr"]),
+      ("study_shared_pieces", study_cmd + ["--config", str(REPO / "configs" / "study_common.py")],
+       ["holds the pieces the study configs share", "study_ptpp.py"]),
       ("study_prerequisite", study_cmd + ["--config", reusing],
        ["does not exist yet", make_pretrain]),
       ("fit_laws_no_csv", [py, "tools/fit_laws.py", str(tmp_path / "no.csv"), "--fit-ptpp", "1", "--test-ptpp", "2"],

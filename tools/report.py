@@ -25,8 +25,10 @@ from cpt_jax.research import report  # noqa: E402
 
 def main(argv=None) -> int:
   ap = console.ArgumentParser(description=__doc__.split("\n\n")[0])
-  ap.add_argument("dir", type=Path)
-  ap.add_argument("--out", type=Path, default=Path("docs/results"))
+  ap.add_argument("dir", type=Path, help="the study directory (the --workdir of python -m cpt_jax.study)")
+  ap.add_argument("--out", type=Path, default=Path("docs/results"),
+                  help="where OUT/<name>.md and the figures, results.csv and cells.jsonl in OUT/<name>/ go "
+                       "(default: docs/results; a quickstart writes DIR/quickstart.{md,png})")
   ap.add_argument("--name", default=None, help="report name (default: study_<kind>)")
   ap.add_argument("--readme", type=Path, default=None,
                   help="quickstart: replace the table between README_MARKERS in this file, and copy the figure and "
