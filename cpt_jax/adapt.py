@@ -14,8 +14,10 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
-from cpt_jax import build, checkpoint as ckpt_lib, paths
+from cpt_jax import build, checkpoint as ckpt_lib, config as config_lib, paths
 from cpt_jax.data import copy_probe
 from cpt_jax.objective import Objective
 
@@ -28,12 +30,22 @@ class Adaptation:
     self._workdir = workdir
     self.start_params = None  # only until the train state is made from them (not kept: the teacher is a copy)
     if objective.needs_frozen_model or not resuming:
+      step = None if cfg.init_step < 0 else cfg.init_step
+      if step is None and jax.process_count() > 1:  # init_from may save meanwhile: process 0's latest for all
+        latest = max(ckpt_lib.committed_steps(os.path.join(cfg.init_from, "checkpoints")))
+        step = int(multihost_utils.broadcast_one_to_all(np.int32(latest)))
+      if resuming and step is not None and step not in ckpt_lib.committed_steps(
+          os.path.join(cfg.init_from, "checkpoints")):
+        raise config_lib.ConfigError(
+            f"config field init_from={cfg.init_from}: this run started from its step {step} (init_step in "
+            f"{os.path.join(workdir, 'config.json')}), which is no longer there; the run's teacher and before.json "
+            "belong to that step. Restore that checkpoint, or start a new --workdir")
       start = ckpt_lib.Checkpointer(os.path.join(cfg.init_from, "checkpoints"), keep=1_000_000)
       start_step, self.start_params, _, _ = build.restore_weights(  # either layer layout (model.scan_layers)
-          start, sharded_abstract_params, step=None if cfg.init_step < 0 else cfg.init_step)
+          start, sharded_abstract_params, step=step)
       start.close()
       logging.info("adapt: start weights from step %d of %s", start_step, cfg.init_from)
-      if cfg.init_step < 0:  # recorded in config.json: a resumed run restores this step, not init_from's latest
+      if cfg.init_step < 0 and not resuming:  # saved in config.json: a resume restores this step (run_record)
         cfg.init_step = start_step
     # The frozen start model in its own buffers (the student's are donated every step): the step's teacher
     # and/or the sampler of self-generated replay.

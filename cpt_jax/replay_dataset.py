@@ -68,7 +68,11 @@ def use_cpu_devices(count: int, batch: int) -> None:
     console.fail(f"--cpu-devices {count}: must be ≥ 1 and divide --batch {batch} (each device decodes "
                  "batch/cpu-devices rows)")
   if count > 1:
-    jax.config.update("jax_num_cpu_devices", count)
+    try:
+      jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:  # JAX refuses once a backend is up (an in-process caller that already used JAX)
+      console.fail(f"--cpu-devices {count} must be set before JAX starts: run python -m cpt_jax.replay_dataset "
+                   "as its own process")
 
 
 def main(argv=None) -> None:

@@ -223,7 +223,7 @@ def provenance(root: Path, config: dict[str, Any], rows) -> str:
   for size, path in (config.get("pretrained") or {}).items():
     run = Path(path) if Path(path).is_absolute() else Path.cwd() / path
     made = "made by `{}`".format((config.get("pretrained_command") or {}).get(
-        size, f"python -m cpt_jax.train --config configs/study_common.py --workdir {path}"))
+        size, f"python -m cpt_jax.train --config configs/from_json.py:{path}/config.json --workdir {path}"))
     if (run / "summary.json").exists():
       s = json.loads((run / "summary.json").read_text())
       pre_lines.append(f"- reused pretraining run `{path}` (size {size}): {s['params']:,} parameters, "
