@@ -72,14 +72,14 @@ def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = No
   @functools.cache
   def compiled(mesh, param_specs):
     rows = sharding.RowSplit(mesh)
-    shards = 1 if mesh is None else sharding.batch_shards(mesh)
+    shards = 1 if rows.mesh is None else sharding.batch_shards(rows.mesh)
     if batch % shards:
       logging.warning("sampler: %d rows do not divide over the %d batch shards: every device decodes all of them "
                       "(choose a batch that is a multiple of mesh.data × mesh.fsdp)", batch, shards)
 
     @_jit_replicated(mesh)  # every process can read the samples
     def sample(params, key):
-      model = nnx.merge(graphdef, _gathered(params, mesh, param_specs))
+      model = nnx.merge(graphdef, rows.gathered_tree(params, param_specs))
       tokens_BxT = rows(jnp.full((batch, length + 1), bos_id, jnp.int32))  # every slot after 0 is overwritten
 
       def body(i, carry):
@@ -110,16 +110,6 @@ def _jit_replicated(mesh):
 
 def _specs(params) -> tuple:
   return tuple(getattr(getattr(x, "sharding", None), "spec", None) for x in jax.tree.leaves(params))
-
-
-def _gathered(params, mesh, param_specs: tuple):
-  """Inside a jit: FSDP-split weights all-gathered once before the decode loop. Each device decodes its own
-  rows, so a weight split over the batch axes would otherwise be gathered again at every token."""
-  if mesh is None or sharding.batch_shards(mesh) == 1:
-    return params
-  leaves, treedef = jax.tree.flatten(params)
-  return treedef.unflatten([x if spec is None else sharding.gather_over_batch_axes(x, mesh, spec)
-                            for x, spec in zip(leaves, param_specs, strict=True)])
 
 
 def _shard_cache(cache: KVCache, rows) -> KVCache:
@@ -153,7 +143,7 @@ def _greedy_fn(graphdef, cfg: ModelConfig, batch: int, prompt_len: int, new_toke
 
   @_jit_replicated(mesh)
   def decode(params, prompts_BxP, valid_BxP):
-    model = nnx.merge(graphdef, _gathered(params, mesh, param_specs))
+    model = nnx.merge(graphdef, rows.gathered_tree(params, param_specs))
     prompts_BxP, valid_BxP = rows(prompts_BxP), rows(valid_BxP)
     cache = _shard_cache(KVCache.zeros(cfg, batch, prompt_len + new_tokens), rows)
     positions_BxP = jnp.maximum(jnp.cumsum(valid_BxP, 1) - 1, 0)

@@ -137,6 +137,15 @@ class RowSplit:
       return w
     return gather_over_batch_axes(w, self.mesh, logical_to_spec(logical_axes, w.shape, self.mesh))
 
+  def gathered_tree(self, params: Any, specs: Sequence[P | None]) -> Any:
+    """Every leaf of `params` (laid out as `specs`, its leaves' PartitionSpecs taken outside the jit) gathered
+    over the batch axes: a decode loop that splits rows gathers FSDP-split weights once, not at every token."""
+    if self.mesh is None:
+      return params
+    leaves, treedef = jax.tree.flatten(params)
+    return treedef.unflatten([x if spec is None else gather_over_batch_axes(x, self.mesh, spec)
+                              for x, spec in zip(leaves, specs, strict=True)])
+
 
 def gather_over_batch_axes(w: jax.Array, mesh: Mesh, spec: P) -> jax.Array:
   """Inside a jit: `w` (laid out as `spec`) all-gathered over the batch axes, still split over the others."""

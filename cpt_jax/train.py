@@ -72,17 +72,18 @@ def _dry_run(config) -> None:
   """--dry_run: the checks a run makes on its config before touching anything, then what it would do."""
   import jax  # pylint: disable=g-import-not-at-top  # after flags and distributed init, as in main
   cfg = _CONFIG.value
-  from cpt_jax import build, paths  # pylint: disable=g-import-not-at-top
+  from cpt_jax import build  # pylint: disable=g-import-not-at-top
+  from cpt_jax.data.records import DataError  # pylint: disable=g-import-not-at-top
   try:
     config.validate(cfg, jax.device_count())
   except config.ConfigError as e:
     console.fail(str(e))
   model = f"a {cfg.model.num_layers}-layer d={cfg.model.d_model} model"
   if cfg.stage == "adapt":  # the model is init_from's, whatever the config says; a script may not have made it yet
-    if (paths.path(cfg.init_from) / build.CONFIG_FILE).exists():
+    try:
       build.adopt_architecture(cfg)
       model = f"a {cfg.model.num_layers}-layer d={cfg.model.d_model} model (init_from's)"
-    else:
+    except DataError:
       model = f"the model of {cfg.init_from} (its config.json is not written yet)"
   article = "an" if cfg.stage[0] in "aeiou" else "a"
   print(f"dry run: {article} {cfg.stage} run of {model}, batches of "
