@@ -71,7 +71,7 @@ def default_config() -> ml_collections.ConfigDict:
       # none | full | dots_saveable (recompute all but matmul outputs); true/false mean full/none
       "remat": config_dict.FieldReference("none", field_type=object),
       "scan_layers": False,  # blocks stacked and run by a scan: compile time independent of depth
-      "attention_impl": "auto",  # auto (cuDNN on a GPU where it applies, else XLA) | xla | cudnn
+      "attention_impl": "auto",  # auto (cuDNN on a GPU where it fits, blocked on CPU, else xla) | xla | cudnn | blocked
       "vocab_multiple": 1,  # embedding/head rows padded to a multiple of this (128 for aligned matmuls)
   })
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})  # one axis may be -1
