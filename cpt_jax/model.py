@@ -253,7 +253,7 @@ def dense(x_NxI, w_IxO):
   """x·W whose weight gradient transposes the smaller of x and dy.
 
   For autodiff's dW = xᵀ·dy XLA:CPU copies dy transposed; at the MLP's input projection dy is 4× the size
-  of x, and transposing x instead made the reference-shape train step ~0.94× as long (docs/performance.md).
+  of x, and transposing x instead made the reference-shape train step 0.91–0.94× as long (docs/performance.md).
   """
   return x_NxI @ w_IxO
 
@@ -430,12 +430,12 @@ def blocked_causal_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, mask_Bx1xLxL=None,
   outs = []
   for i in range(blocks):
     start, end = i * size, (i + 1) * size
-    if mask_Bx1xLxL is None:
-      mask_1x1xLbxS = (jnp.arange(end)[None, :] <= jnp.arange(start, end)[:, None])[None, None]
-    else:
-      mask_1x1xLbxS = mask_Bx1xLxL[:, :, start:end, :end]
+    if mask_Bx1xLxL is None:  # [1, 1, queries of the block, keys up to its end]
+      block_mask = (jnp.arange(end)[None, :] <= jnp.arange(start, end)[:, None])[None, None]
+    else:  # [B, 1, queries of the block, keys up to its end]
+      block_mask = mask_Bx1xLxL[:, :, start:end, :end]
     outs.append(_heads_major_attention(q_BxLxNxH[:, start:end], k_BxNxLxH[:, :, :end], v_BxNxLxH[:, :, :end],
-                                  mask_1x1xLbxS))
+                                       block_mask))
   return jnp.concatenate(outs, axis=1)
 
 
