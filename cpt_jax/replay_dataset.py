@@ -60,18 +60,19 @@ def generate_replay_dataset(workdir: str, out_dir: str, num_tokens: int, seed: i
   return path
 
 
-def use_cpu_devices(count: int, batch: int, batch_name: str = "--batch") -> None:
+def use_cpu_devices(count: int, batch: int) -> None:
   """Before JAX starts its backends: `count` CPU devices. `build.load_run` puts every device on the data axis,
   so each decodes batch/count rows. One device leaves the second core of a 2-core CPU nearly idle while
   decoding (docs/performance.md)."""
   if count < 1 or batch % count:
-    console.fail(f"--cpu-devices {count}: must be ≥ 1 and divide {batch_name} {batch} (each device decodes "
+    console.fail(f"--cpu-devices {count}: must be ≥ 1 and divide --batch {batch} (each device decodes "
                  "batch/cpu-devices rows)")
   if count > 1:
     try:
       jax.config.update("jax_num_cpu_devices", count)
     except RuntimeError:  # JAX refuses once a backend is up (an in-process caller that already used JAX)
-      console.fail(f"--cpu-devices {count} must be set before JAX starts: run the tool as its own process")
+      console.fail(f"--cpu-devices {count} must be set before JAX starts: run python -m cpt_jax.replay_dataset "
+                   "as its own process")
 
 
 def main(argv=None) -> None:

@@ -19,9 +19,8 @@ def _positive(x):
 
 def test_quick_bench_prints_every_figure(tmp_path):
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  args = ["--quick", "--reps", "2", "--cpu-devices", "2"]
-  proc = subprocess.run([sys.executable, str(ROOT / "tools" / "bench.py"), *args], env=env, capture_output=True,
-                        text=True, timeout=300, cwd=tmp_path, check=False)
+  proc = subprocess.run([sys.executable, str(ROOT / "tools" / "bench.py"), "--quick", "--reps", "2"], env=env,
+                        capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   r = json.loads(proc.stdout)
   missing = [k for k in KEYS if k not in r]
@@ -35,12 +34,8 @@ def test_quick_bench_prints_every_figure(tmp_path):
   f = r["flops_per_token"]
   assert f["value"] == 6 * (f["non_embedding_params"] + f["V*D"]) + 12 * f["L"] * f["T"] * f["D"]
   assert "6*(non-embedding params + V*D) + 12*L*T*D" == f["accounting"]
-  assert r["device"].startswith("cpu:cpu x2") and r["device"].endswith("steps on one device")
-  # --cpu-devices 2: the samplers are measured on one device and with their rows split over both
-  assert r["sampler_devices"] == 2 and _positive(r["sampler_split_vs_train"])
-  assert len(r["sampler_split_vs_train_all"]) == 2 and _positive(r["sampler_split_tokens_per_sec"])
+  assert r["device"].startswith("cpu")
   assert set(r["passed"]) == set(r["goals"]) and all(isinstance(v, bool) for v in r["passed"].values())
-  assert "sampler_split_vs_train" in r["passed"]
 
 
 def _tool_module(name: str = "bench"):

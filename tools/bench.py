@@ -2,7 +2,6 @@
 
     python tools/bench.py [--config configs/pretrain_tiny.py] [--markdown] [--quick] [--reps 5]
     python tools/bench.py --reference --markdown        # the CPU reference shape (docs/performance.md)
-    python tools/bench.py --reference --cpu-devices 2   # …and the samplers also split over 2 CPU devices
     python tools/bench.py --config configs/gpt2.py:124m # on a CPU: plumbing only (reduced batch, f32)
     (compile seconds by depth, layout and cache relaunch: tools/bench_compile.py)
 
@@ -19,9 +18,7 @@ runs the matmul peak, the plain step, the KL steps (and the sampler) back to bac
 the median over repetitions of the per-repetition ratio. Absolute rates are medians too.
 
 FLOPs per token (for MFU): 6·(non-embedding params + V·D of the output projection) + 12·L·T·D
-(`model.flops_per_token`; attention is counted without the causal discount, embeddings lookups are free: the
-CPU's blocked attention, which skips the masked score blocks, does less work than it is credited with, as
-causal kernels on accelerators do).
+(`model.flops_per_token`; attention is counted without the causal discount, embeddings lookups are free).
 """
 
 from __future__ import annotations
@@ -50,7 +47,6 @@ from cpt_jax import build, optim, sampling, sharding  # noqa: E402
 from cpt_jax import checkpoint as ckpt_lib  # noqa: E402
 from cpt_jax import metrics as metrics_lib  # noqa: E402
 from cpt_jax import model as model_lib  # noqa: E402
-from cpt_jax import replay_dataset  # noqa: E402
 from cpt_jax import objective as objective_lib  # noqa: E402
 from cpt_jax import step as step_lib  # noqa: E402
 from cpt_jax.data import pipeline, sources  # noqa: E402
@@ -63,8 +59,6 @@ GOALS = {
     "mfu": "MFU >= 0.6 of the in-process f32 matmul peak (CPU), >= 0.45 of the device's bf16 peak (accelerator)",
     "kl_cost_ratio": "KL step <= (1 + r/3) * 1.05 of the plain step, r in {0.25, 0.5}",
     "sampler_vs_train": "KV-cache sampler (batch 64) >= 2x training tokens/s",
-    "sampler_split_vs_train": "the same, its rows split over --cpu-devices CPU devices (generate_replay's "
-                              "--cpu-devices) >= 2x training tokens/s",
     "sampler_vs_recompute": "KV-cache sampler >= 10x full recomputation at context 256",
     "data_vs_step": "packer pipeline >= 20x the step's token rate",
     "data_wait_fraction": "the training thread waits for batches <= 1% of the wall time",
@@ -152,11 +146,7 @@ class Bench:
   def __init__(self, cfg, quick: bool, reps: int, plumbing: bool = False):
     self.cfg, self.quick, self.reps, self.plumbing = cfg, quick, reps, plumbing
     self.table_peak = metrics_lib.device_peak_flops()  # an accelerator's bf16 peak; None on a CPU (measured)
-    # With --cpu-devices K the steps, data and checkpoint figures keep one CPU device (a 1-device step runs
-    # as fast in a K-device process) and the samplers are also measured with their rows split over all K.
-    split = jax.default_backend() == "cpu" and jax.config.jax_num_cpu_devices > 1
-    self.mesh = sharding.make_mesh(cfg.mesh, jax.devices()[:1] if split else None)
-    self.split_mesh = sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1}) if split else None
+    self.mesh = sharding.make_mesh(cfg.mesh)
     self.model_cfg = model_lib.ModelConfig.from_config(cfg.model, cfg.data.vocab_size)
     self.bundle, params = build.build_model(self.model_cfg, self.mesh, cfg.seed)
     self.tokens_per_step = build.tokens_per_step(cfg)
@@ -247,34 +237,21 @@ class Bench:
         self.bundle.graphdef, self.model_cfg, replay_batch, length)
     if replay_sample:
       replay_sample(params, jax.random.key(0)).block_until_ready()
-    # the same samplers with their rows split over every CPU device (compiled once more for that mesh)
-    split_params = self.split_mesh and jax.device_put(params, sharding.replicated(self.split_mesh))
-    for fn in (sample, replay_sample) if split_params else ():
-      if fn:
-        fn(split_params, jax.random.key(0)).block_until_ready()
     n = 1 if self.quick or self.plumbing else 2
-    figures = {"": (sample, params, batch)}
-    if replay_sample:
-      figures["_at_replay_batch"] = (replay_sample, params, replay_batch)
-    if split_params:
-      figures["_split"] = (sample, split_params, batch)
-      if replay_sample:
-        figures["_split_at_replay_batch"] = (replay_sample, split_params, replay_batch)
-    ratios, rates = {k: [] for k in figures}, {k: [] for k in figures}
+    ratios, rates, replay_ratios = [], [], []
     for i in range(self.reps):
-      for key, (fn, fn_params, rows) in figures.items():  # interleaved with the steps they are compared with
-        rate = rows * length / _timed(lambda i=i, fn=fn, p=fn_params: fn(p, jax.random.key(i)), 1)
-        rates[key].append(rate)
-        ratios[key].append(rate / (self.tokens_per_step / self.run_steps(plain_step, n)))
-    out = {"sampler_tokens_per_sec": median(rates[""]), "sampler_vs_train": median(ratios[""]),
-           "sampler_batch": batch, "sampler_length": length, "sampler_vs_train_all": ratios[""]}
-    if replay_sample:
-      out.update(sampler_vs_train_at_replay_batch=median(ratios["_at_replay_batch"]), replay_batch=replay_batch)
-    if split_params:
-      out.update(sampler_devices=self.split_mesh.size, sampler_split_tokens_per_sec=median(rates["_split"]),
-                 sampler_split_vs_train=median(ratios["_split"]), sampler_split_vs_train_all=ratios["_split"])
+      t_s = _timed(lambda i=i: sample(params, jax.random.key(i)), 1)
+      t_step = self.run_steps(plain_step, n)
+      rate = batch * length / t_s
+      rates.append(rate)
+      ratios.append(rate / (self.tokens_per_step / t_step))
       if replay_sample:
-        out["sampler_split_vs_train_at_replay_batch"] = median(ratios["_split_at_replay_batch"])
+        t_r = _timed(lambda i=i: replay_sample(params, jax.random.key(i)), 1)
+        replay_ratios.append(replay_batch * length / t_r / (self.tokens_per_step / self.run_steps(plain_step, n)))
+    out = {"sampler_tokens_per_sec": median(rates), "sampler_vs_train": median(ratios), "sampler_batch": batch,
+           "sampler_length": length, "sampler_vs_train_all": ratios}
+    if replay_sample:
+      out.update(sampler_vs_train_at_replay_batch=median(replay_ratios), replay_batch=replay_batch)
 
     # KV cache vs full recomputation at context 256: a model with max_len 256 (same widths), same batch both
     # ways. Batch 1: recomputation costs 256 full forwards of 256 tokens per sample (~10 s per run here).
@@ -363,13 +340,10 @@ class Bench:
 
 
 def goals_passed(r: dict) -> dict:
-  """Each goal's verdict; the split sampler's only where it was measured (--cpu-devices)."""
-  split = {"sampler_split_vs_train": r["sampler_split_vs_train"] >= 2} if "sampler_split_vs_train" in r else {}
   return {
       "mfu": r["mfu"] >= r["mfu_goal"],
       "kl_cost_ratio": all(r["kl_cost_ratio"][str(x)] <= (1 + x / 3) * 1.05 for x in KL_RATIOS),
       "sampler_vs_train": r["sampler_vs_train"] >= 2,
-      **split,
       "sampler_vs_recompute": r["sampler_vs_recompute"] >= 10,
       "data_vs_step": r["data_vs_step"] >= 20,
       "data_wait_fraction": r["data_wait_fraction"] <= 0.01,
@@ -419,7 +393,7 @@ def run(config: str, quick: bool = False, reps: int = 5, reference: bool = False
       "non_embedding_params": model_lib.non_embedding_params(m), "V*D": m.vocab_size * m.d_model,
       "L": m.num_layers, "T": cfg.model.max_len, "D": m.d_model}
   out["device"] = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind} x{jax.device_count()} " \
-                  f"({os.cpu_count()} host cores)" + ("; steps on one device" if bench.split_mesh else "")
+                  f"({os.cpu_count()} host cores)"
   out["config"] = {"model": {k: getattr(m, k) for k in ("num_layers", "d_model", "num_heads", "max_len", "vocab_size",
                                                           "compute_dtype")},
                    "batch_size": cfg.data.batch_size, "teacher_dtype": cfg.replay.teacher_dtype,
@@ -428,8 +402,8 @@ def run(config: str, quick: bool = False, reps: int = 5, reference: bool = False
   out["plumbing_only"] = plumbing
   out["peak_source"] = f"table:{jax.devices()[0].device_kind}" if bench.table_peak else "measured f32 matmul"
   out["mfu_goal"] = MFU_GOAL["table" if bench.table_peak else "measured"]
+  out["goals"] = GOALS
   out["passed"] = goals_passed(out)
-  out["goals"] = {k: GOALS[k] for k in out["passed"]}
   out["bench_seconds"] = time.perf_counter() - t0
   return out
 
@@ -446,12 +420,6 @@ def to_markdown(r: dict) -> str:
        r["passed"]["sampler_vs_train"]),
       *([(f"sampler at the replay batch ({r['replay_batch']}, replay.chunk_sequences) / train tokens/s",
           f"{r['sampler_vs_train_at_replay_batch']:.2f}", "", "")] if "replay_batch" in r else []),
-      *([(f"sampler split over {r['sampler_devices']} CPU devices (batch {r['sampler_batch']}) / train tokens/s",
-          f"{r['sampler_split_vs_train']:.2f}", "≥ 2", r["passed"]["sampler_split_vs_train"])]
-        if "sampler_split_vs_train" in r else []),
-      *([(f"sampler split over {r['sampler_devices']} CPU devices at the replay batch ({r['replay_batch']}) / "
-          "train tokens/s", f"{r['sampler_split_vs_train_at_replay_batch']:.2f}", "", "")]
-        if "sampler_split_vs_train_at_replay_batch" in r else []),
       (f"KV cache / full recompute (context {r['recompute_context']}, batch {r['recompute_batch']})",
        f"{r['sampler_vs_recompute']:.1f}", "≥ 10", r["passed"]["sampler_vs_recompute"]),
       ("data pipeline / step tokens/s", f"{r['data_vs_step']:.1f}", "≥ 20", r["passed"]["data_vs_step"]),
@@ -479,11 +447,7 @@ def main(argv=None) -> int:
   p.add_argument("--quick", action="store_true", help="tiny model and few repetitions (tests)")
   p.add_argument("--reps", type=int, default=5)
   p.add_argument("--reference", action="store_true", help="the CPU reference shape (REFERENCE) over --config")
-  p.add_argument("--cpu-devices", type=int, default=1,
-                 help="on a CPU: start JAX with this many CPU devices; the steps keep one, and the samplers are "
-                      "also measured with their rows split over all of them (tools/generate_replay.py's option)")
   args = p.parse_args(argv)
-  replay_dataset.use_cpu_devices(args.cpu_devices, 8 if args.quick else SAMPLER_BATCH, "the sampler batch")
   r = run(args.config, args.quick, args.reps, args.reference)
   print(to_markdown(r) if args.markdown else json.dumps(r, indent=1))
   return 0
