@@ -237,7 +237,7 @@ class Mlp(nnx.Module):
     self.w_out = _param(rngs, (f, d), ("mlp", "embed"), 0.02 / math.sqrt(2 * cfg.num_layers))
     self.b_out = _zeros((d,), ("embed",))
     self.dtype = cfg.dtype
-    # Remat policies (dots_saveable) do not see a dot inside a custom_vjp: under remat, plain matmuls.
+    # `dense` is measured without remat only; under a remat policy the MLP keeps autodiff's matmuls.
     self.matmul = dense if cfg.remat == "none" else jnp.matmul
 
   def __call__(self, x_BxLxD):
@@ -442,7 +442,7 @@ def blocked_causal_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, mask_Bx1xLxL=None,
 def _heads_major_attention(q_BxLxNxH, k_BxNxSxH, v_BxNxSxH, mask_Bx1xLxS):
   """Softmax attention (f32) of queries over heads-major keys/values: the decode cache, or a causal prefix."""
   scale = 1.0 / math.sqrt(q_BxLxNxH.shape[-1])
-  scores_BxNxLxS = jnp.einsum("blnh,bnsh->bnls", q_BxLxNxH, k_BxNxSxH).astype(jnp.float32) * scale
+  scores_BxNxLxS = jnp.einsum("blnh,bnsh->bnls", q_BxLxNxH, k_BxNxSxH, preferred_element_type=jnp.float32) * scale
   scores_BxNxLxS = jnp.where(mask_Bx1xLxS, scores_BxNxLxS, jnp.finfo(jnp.float32).min)
   probs_BxNxLxS = jax.nn.softmax(scores_BxNxLxS, axis=-1).astype(v_BxNxSxH.dtype)
   return jnp.einsum("bnls,bnsh->blnh", probs_BxNxLxS, v_BxNxSxH)

@@ -64,12 +64,12 @@ def losses_on(mesh_shape, steps=4, replay_rows=0, batch=16):
   leaves = jax.tree_util.tree_leaves_with_path(state["params"])
   specs = {jax.tree_util.keystr(p): str(x.sharding.spec) for p, x in leaves}
   # rows of the attention scores one device computes in the compiled steps: [rows, heads, 16, 16] dense, or
-  # [rows, heads, 4, 16] for the last of blocked attention's 4 query blocks
+  # [rows, heads, 4, 4 … 16] for blocked attention's 4 query blocks
   eval_step = step_lib.make_eval_step(build.model_bundle(cfg, mesh).graphdef, mesh)
   hlo = {"train": train_step.lower(state, arrays, teacher, jax.random.key(0)).compile().as_text(),
          "eval": eval_step.lower(state["params"], {**arrays, "loss_mask": arrays["loss_mask"][:, None]}).compile()
          .as_text()}
-  scores = re.compile(rf"f32\[(\d+),{4 // tensor},(?:4|16),16\]")  # [rows, heads on this device, queries, keys]
+  scores = re.compile(rf"f32\[(\d+),{4 // tensor},(?:4|16),(?:4|8|12|16)\]")  # [rows, heads on a device, q, k]
   score_rows = {k: sorted({int(r) for r in scores.findall(text)}) for k, text in hlo.items()}
   return out, specs, score_rows
 

@@ -18,7 +18,9 @@ runs the matmul peak, the plain step, the KL steps (and the sampler) back to bac
 the median over repetitions of the per-repetition ratio. Absolute rates are medians too.
 
 FLOPs per token (for MFU): 6·(non-embedding params + V·D of the output projection) + 12·L·T·D
-(`model.flops_per_token`; attention is counted without the causal discount, embeddings lookups are free).
+(`model.flops_per_token`; attention is counted without the causal discount, embeddings lookups are free: the
+CPU's blocked attention, which skips the masked score blocks, does less work than it is credited with, as
+causal kernels on accelerators do).
 """
 
 from __future__ import annotations
