@@ -20,7 +20,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from cpt_jax import checkpoint as ckpt_lib, config as config_lib, model as model_lib, objective as objective_lib
-from cpt_jax import param_layout, paths, sampling, sharding, step as step_lib
+from cpt_jax import ops, param_layout, paths, sampling, sharding, step as step_lib
 from cpt_jax.data import copy_probe, pipeline, sources
 from cpt_jax.data.records import DataError, RecordSource
 from cpt_jax.data.tokenizer import Tokenizer, copy_tokenizer, load_tokenizer, run_tokenizer_path, train_tokenizer
@@ -99,7 +99,7 @@ def model_config(cfg, tokenizer: Tokenizer) -> model_lib.ModelConfig:
   adopt_architecture(cfg)
   model = model_lib.ModelConfig.from_config(cfg.model, tokenizer.vocab_size)
   try:
-    model_lib.attention_implementation(model.attention_impl, model.compute_dtype, model.head_dim)
+    ops.attention_implementation(model.attention_impl, model.compute_dtype, model.head_dim)
   except ValueError as e:
     raise config_lib.ConfigError(f"config field {e}") from None
   return model

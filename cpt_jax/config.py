@@ -10,7 +10,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-from cpt_jax import model as model_lib, objective as objective_lib, paths, sharding
+from cpt_jax import model as model_lib, objective as objective_lib, ops, paths, sharding
 from cpt_jax.data.records import DataError
 from cpt_jax.data.sources import babi_tasks
 from cpt_jax.optim import SCHEDULES
@@ -181,8 +181,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
     model_lib.remat_policy(c.model.remat)
   except ValueError:
     raise _err("model.remat", c.model.remat, f"must be one of {model_lib.REMAT_POLICIES} (or true/false)") from None
-  if c.model.attention_impl not in model_lib.ATTENTION_IMPLS:
-    raise _err("model.attention_impl", c.model.attention_impl, f"must be one of {model_lib.ATTENTION_IMPLS}")
+  if c.model.attention_impl not in ops.ATTENTION_IMPLS:
+    raise _err("model.attention_impl", c.model.attention_impl, f"must be one of {ops.ATTENTION_IMPLS}")
   if c.model.vocab_multiple < 1:
     raise _err("model.vocab_multiple", c.model.vocab_multiple, "must be ≥ 1 (1: no padding)")
   try:

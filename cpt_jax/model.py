@@ -21,8 +21,6 @@ width, V vocab (padded where it is a parameter's size), Y layers.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import logging
 import math
 from typing import Any, NamedTuple
 
@@ -30,12 +28,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from cpt_jax import losses, sharding
+from cpt_jax import losses, ops, sharding
 from cpt_jax.param_layout import LOOP_KEY, SCAN_KEY
 
 REMAT_POLICIES = ("none", "full", "dots_saveable")
-ATTENTION_IMPLS = ("auto", "xla", "cudnn", "blocked")
-QUERY_BLOCKS = 4  # "blocked" attention's query blocks per sequence (docs/performance.md)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,14 +47,14 @@ class ModelConfig:
   compute_dtype: str = "float32"
   remat: str = "none"  # REMAT_POLICIES; True/False (older configs) mean "full"/"none"
   scan_layers: bool = False
-  attention_impl: str = "auto"  # ATTENTION_IMPLS: auto is cuDNN on a GPU where it applies, blocked on a
+  attention_impl: str = "auto"  # ops.ATTENTION_IMPLS: auto is cuDNN on a GPU where it applies, blocked on a
   # CPU, XLA otherwise
   vocab_multiple: int = 1  # embedding/head rows padded to a multiple of this (128: aligned matmuls)
 
   def __post_init__(self):
     object.__setattr__(self, "remat", remat_policy(self.remat))
-    if self.attention_impl not in ATTENTION_IMPLS:
-      raise ValueError(f"attention_impl={self.attention_impl!r}: must be one of {ATTENTION_IMPLS}")
+    if self.attention_impl not in ops.ATTENTION_IMPLS:
+      raise ValueError(f"attention_impl={self.attention_impl!r}: must be one of {ops.ATTENTION_IMPLS}")
     if self.vocab_multiple < 1:
       raise ValueError(f"vocab_multiple={self.vocab_multiple}: must be ≥ 1")
 
@@ -92,31 +88,6 @@ def remat_policy(value) -> str:
   if value not in REMAT_POLICIES:
     raise ValueError(f"remat={value!r}: must be one of {REMAT_POLICIES} (or true/false)")
   return value
-
-
-@functools.lru_cache(maxsize=None)
-def attention_implementation(requested: str, dtype: str, head_dim: int, platform: str | None = None) -> str:
-  """The attention used for whole sequences on this platform ("xla", "cudnn" or "blocked"), logged once.
-
-  auto picks cuDNN's fused kernel on a GPU when it applies (bf16/f16, head dim a multiple of 8 up to 128),
-  `blocked_causal_attention` on a CPU (it skips the masked half of the work, which XLA's dense path
-  computes), XLA's `jax.nn.dot_product_attention` otherwise; cudnn asked for where it cannot run is an
-  error rather than a silent fallback. Masked attention (packed examples) runs XLA's or the blocked one;
-  decoding attends over its cache with `_heads_major_attention`. There is no TPU kernel here: XLA on TPU.
-  """
-  platform = platform or jax.default_backend()
-  fits = platform == "gpu" and dtype in ("bfloat16", "float16") and head_dim % 8 == 0 and head_dim <= 128
-  if requested == "cudnn" and not fits:
-    raise ValueError(f"model.attention_impl='cudnn' needs a GPU, compute_dtype bfloat16 or float16 and a head "
-                     f"dimension that is a multiple of 8 up to 128 (here: {platform}, {dtype}, {head_dim}); use auto, "
-                     "xla or blocked")
-  if requested != "auto":
-    chosen = requested
-  else:
-    chosen = "cudnn" if fits else "blocked" if platform == "cpu" else "xla"
-  logging.info("attention: %s implementation (model.attention_impl=%s, %s, %s, head dim %d)", chosen, requested,
-               platform, dtype, head_dim)
-  return chosen
 
 
 def _param(rngs: nnx.Rngs, shape, axes, std: float) -> nnx.Param:
@@ -207,9 +178,9 @@ class Attention(nnx.Module):
     q_BxLxNxH, k_BxLxNxH, v_BxLxNxH = (
         jnp.einsum("bld,dnh->blnh", x_BxLxD, w_3xDxNxH[t]) + b_3xNxH[t] for t in range(3))
     if cache_kv is None:
-      impl = attention_implementation(self.cfg.attention_impl, self.cfg.compute_dtype, self.cfg.head_dim)
+      impl = ops.attention_implementation(self.cfg.attention_impl, self.cfg.compute_dtype, self.cfg.head_dim)
       if impl == "blocked":
-        out_BxLxNxH = blocked_causal_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, mask)
+        out_BxLxNxH = ops.blocked_causal_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, mask)
       elif mask is None:
         out_BxLxNxH = jax.nn.dot_product_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, is_causal=True,
                                                    implementation=impl)
@@ -223,7 +194,7 @@ class Attention(nnx.Module):
           c, x_BxLxNxH.transpose(0, 2, 1, 3).astype(c.dtype), cache_index, axis=2)
       k_cache, v_cache = write(k_cache, k_BxLxNxH), write(v_cache, v_BxLxNxH)
       new_kv = (k_cache, v_cache)
-      out_BxLxNxH = _heads_major_attention(q_BxLxNxH, k_cache, v_cache, mask)
+      out_BxLxNxH = ops.heads_major_attention(q_BxLxNxH, k_cache, v_cache, mask)
     y_BxLxD = jnp.einsum("blnh,nhd->bld", out_BxLxNxH, self.w_out[...].astype(dt))
     return y_BxLxD + self.b_out[...].astype(dt), new_kv
 
@@ -238,7 +209,7 @@ class Mlp(nnx.Module):
     self.b_out = _zeros((d,), ("embed",))
     self.dtype = cfg.dtype
     # `dense` is measured without remat only; under a remat policy the MLP keeps autodiff's matmuls.
-    self.matmul = dense if cfg.remat == "none" else jnp.matmul
+    self.matmul = ops.dense if cfg.remat == "none" else jnp.matmul
 
   def __call__(self, x_BxLxD):
     x_NxD = x_BxLxD.reshape(-1, x_BxLxD.shape[-1])
@@ -246,29 +217,6 @@ class Mlp(nnx.Module):
     h_NxF = jax.nn.gelu(h_NxF)
     y_NxD = self.matmul(h_NxF, self.w_out[...].astype(self.dtype)) + self.b_out[...].astype(self.dtype)
     return y_NxD.reshape(x_BxLxD.shape)
-
-
-@jax.custom_vjp
-def dense(x_NxI, w_IxO):
-  """x·W whose weight gradient transposes the smaller of x and dy.
-
-  For autodiff's dW = xᵀ·dy XLA:CPU copies dy transposed; at the MLP's input projection dy is 4× the size
-  of x, and transposing x instead made the reference-shape train step 0.91–0.94× as long (docs/performance.md).
-  """
-  return x_NxI @ w_IxO
-
-
-def _dense_fwd(x_NxI, w_IxO):
-  return x_NxI @ w_IxO, (x_NxI, w_IxO)
-
-
-def _dense_bwd(residuals, dy_NxO):
-  x_NxI, w_IxO = residuals
-  dw_IxO = (dy_NxO.T @ x_NxI).T if x_NxI.shape[1] < dy_NxO.shape[1] else x_NxI.T @ dy_NxO
-  return dy_NxO @ w_IxO.T, dw_IxO
-
-
-dense.defvjp(_dense_fwd, _dense_bwd)
 
 
 class Block(nnx.Module):
@@ -412,40 +360,6 @@ def unpadded(params: dict, cfg: ModelConfig) -> dict:
   if "w_head" in params:
     params["w_head"] = params["w_head"][:, :cfg.vocab_size]
   return params
-
-
-def blocked_causal_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, mask_Bx1xLxL=None, blocks: int = QUERY_BLOCKS):
-  """Causal attention computed in `blocks` query blocks, block i attending keys 0 .. its last query only.
-
-  The score blocks above the diagonal are never computed: (blocks + 1) / (2·blocks) of the dense work,
-  62.5 % at 4 blocks. On XLA:CPU the dense path's batched attention dots are the step's slowest matmuls
-  per FLOP; the reference-shape train step takes ~0.9× the time of `jax.nn.dot_product_attention`'s.
-  More blocks save little more and compile longer (docs/performance.md). `mask_Bx1xLxL` (packed
-  examples) must already be causal; lengths that `blocks` does not divide run as one block.
-  """
-  length = q_BxLxNxH.shape[1]
-  blocks = blocks if length % blocks == 0 else 1
-  size = length // blocks
-  k_BxNxLxH, v_BxNxLxH = k_BxLxNxH.transpose(0, 2, 1, 3), v_BxLxNxH.transpose(0, 2, 1, 3)
-  outs = []
-  for i in range(blocks):
-    start, end = i * size, (i + 1) * size
-    if mask_Bx1xLxL is None:  # [1, 1, queries of the block, keys up to its end]
-      block_mask = (jnp.arange(end)[None, :] <= jnp.arange(start, end)[:, None])[None, None]
-    else:  # [B, 1, queries of the block, keys up to its end]
-      block_mask = mask_Bx1xLxL[:, :, start:end, :end]
-    outs.append(_heads_major_attention(q_BxLxNxH[:, start:end], k_BxNxLxH[:, :, :end], v_BxNxLxH[:, :, :end],
-                                       block_mask))
-  return jnp.concatenate(outs, axis=1)
-
-
-def _heads_major_attention(q_BxLxNxH, k_BxNxSxH, v_BxNxSxH, mask_Bx1xLxS):
-  """Softmax attention (f32) of queries over heads-major keys/values: the decode cache, or a causal prefix."""
-  scale = 1.0 / math.sqrt(q_BxLxNxH.shape[-1])
-  scores_BxNxLxS = jnp.einsum("blnh,bnsh->bnls", q_BxLxNxH, k_BxNxSxH, preferred_element_type=jnp.float32) * scale
-  scores_BxNxLxS = jnp.where(mask_Bx1xLxS, scores_BxNxLxS, jnp.finfo(jnp.float32).min)
-  probs_BxNxLxS = jax.nn.softmax(scores_BxNxLxS, axis=-1).astype(v_BxNxSxH.dtype)
-  return jnp.einsum("bnls,bnsh->blnh", probs_BxNxLxS, v_BxNxSxH)
 
 
 def _attention_mask(length: int, segment_ids_BxL, cache: KVCache | None):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from cpt_jax import losses, model as model_lib, param_layout, sampling
+from cpt_jax import losses, model as model_lib, ops, param_layout, sampling
 
 
 def run(m, *args, **kwargs):
@@ -175,7 +175,7 @@ def test_blocked_causal_attention_is_dense_attention_in_value_and_gradient(lengt
   mask = model_lib._attention_mask(length, segments, None)
   dense = lambda q, k, v: (jax.nn.dot_product_attention(q, k, v, is_causal=True) if mask is None else
                            jax.nn.dot_product_attention(q, k, v, mask=mask))
-  blocked = lambda q, k, v: model_lib.blocked_causal_attention(q, k, v, mask, blocks=4)
+  blocked = lambda q, k, v: ops.blocked_causal_attention(q, k, v, mask, blocks=4)
   weights = jax.random.normal(jax.random.key(9), q.shape)
   for fn in (dense, blocked):
     out = jax.jit(fn)(q, k, v)
@@ -188,13 +188,13 @@ def test_blocked_causal_attention_is_dense_attention_in_value_and_gradient(lengt
 
 
 def test_attention_implementation_per_platform():
-  assert model_lib.attention_implementation("auto", "float32", 64, "cpu") == "blocked"
-  assert model_lib.attention_implementation("auto", "float32", 64, "tpu") == "xla"
-  assert model_lib.attention_implementation("auto", "bfloat16", 64, "gpu") == "cudnn"
-  assert model_lib.attention_implementation("auto", "float32", 64, "gpu") == "xla"
-  assert model_lib.attention_implementation("xla", "float32", 64, "cpu") == "xla"
+  assert ops.attention_implementation("auto", "float32", 64, "cpu") == "blocked"
+  assert ops.attention_implementation("auto", "float32", 64, "tpu") == "xla"
+  assert ops.attention_implementation("auto", "bfloat16", 64, "gpu") == "cudnn"
+  assert ops.attention_implementation("auto", "float32", 64, "gpu") == "xla"
+  assert ops.attention_implementation("xla", "float32", 64, "cpu") == "xla"
   with pytest.raises(ValueError, match="cudnn"):
-    model_lib.attention_implementation("cudnn", "float32", 64, "cpu")
+    ops.attention_implementation("cudnn", "float32", 64, "cpu")
 
 
 @pytest.mark.parametrize("width_in,width_out", [(8, 32), (32, 8)])
@@ -203,6 +203,6 @@ def test_dense_gradients_are_autodiffs_whichever_side_is_transposed(width_in, wi
   w = jax.random.normal(jax.random.key(1), (width_in, width_out))
   weights = jax.random.normal(jax.random.key(2), (40, width_out))
   loss = lambda mm: jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.tanh(mm(x, w)) * weights), argnums=(0, 1)))(x, w)
-  for got, want in zip(loss(model_lib.dense), loss(jnp.matmul)):
+  for got, want in zip(loss(ops.dense), loss(jnp.matmul)):
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

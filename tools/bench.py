@@ -45,7 +45,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cpt_jax import build, optim, sampling, sharding  # noqa: E402
+from cpt_jax import build, ops, optim, sampling, sharding  # noqa: E402
 from cpt_jax import checkpoint as ckpt_lib  # noqa: E402
 from cpt_jax import metrics as metrics_lib  # noqa: E402
 from cpt_jax import model as model_lib  # noqa: E402
@@ -400,7 +400,7 @@ def run(config: str, quick: bool = False, reps: int = 5, reference: bool = False
                                                           "compute_dtype")},
                    "batch_size": cfg.data.batch_size, "teacher_dtype": cfg.replay.teacher_dtype,
                    "quick": quick, "reps": reps, "scan_layers": m.scan_layers, "remat": m.remat,
-                   "attention": model_lib.attention_implementation(m.attention_impl, m.compute_dtype, m.head_dim)}
+                   "attention": ops.attention_implementation(m.attention_impl, m.compute_dtype, m.head_dim)}
   out["plumbing_only"] = plumbing
   out["peak_source"] = f"table:{jax.devices()[0].device_kind}" if bench.table_peak else "measured f32 matmul"
   out["mfu_goal"] = MFU_GOAL["table" if bench.table_peak else "measured"]
