@@ -9,8 +9,10 @@ are drawn from: padding columns (model.ModelConfig.vocab_multiple) are cut off b
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
+import os
 from typing import Callable, Sequence
 
 import jax
@@ -25,16 +27,20 @@ from cpt_jax.model import KVCache, ModelConfig
 
 _CDF_BLOCK = 64
 _PHASE = 32  # decoded positions per sampler phase (see make_sampler)
+_MIN_GROUP_ROWS = 8  # rows per concurrent call, at least (cpu_row_groups)
 
 
-def _pick(logits_BxV, key, temperature: float):
+def _pick(logits_BxV, key, temperature: float, first_row=0):
+  """Row r of the batch (global index first_row + r) draws with fold_in(key, first_row + r): a row's token
+  does not depend on how the batch was split into calls (make_sampler's row groups)."""
   if temperature == 0:
     return jnp.argmax(logits_BxV, -1).astype(jnp.int32)
-  return _categorical(key, logits_BxV.astype(jnp.float32) / temperature)
+  u_B = jax.vmap(lambda r: jax.random.uniform(jax.random.fold_in(key, r)))(first_row + jnp.arange(len(logits_BxV)))
+  return _categorical(u_B, logits_BxV.astype(jnp.float32) / temperature)
 
 
-def _categorical(key, logits_BxV):
-  """Exact categorical sampling by inverse CDF with ONE uniform per row, in two levels (blocks of 64
+def _categorical(u_B, logits_BxV):
+  """Exact categorical sampling by inverse CDF with one uniform `u_B` per row, in two levels (blocks of 64
   vocabulary entries, then the entries of the chosen block), so the work is O(V) with no O(V) random draws.
 
   `jax.random.categorical` draws V Gumbels per row: at V=4096, batch 64 that was ~30 ms of threefry per
@@ -46,7 +52,7 @@ def _categorical(key, logits_BxV):
   w_BxKxC = jnp.pad(w_BxV, ((0, 0), (0, blocks * _CDF_BLOCK - vocab))).reshape(batch, blocks, _CDF_BLOCK)
   mass_BxK = w_BxKxC.sum(-1)
   cdf_BxK = jnp.cumsum(mass_BxK, -1)
-  u_B = jax.random.uniform(key, (batch,)) * cdf_BxK[:, -1]
+  u_B = u_B * cdf_BxK[:, -1]
   block_B = jnp.minimum(jnp.sum(cdf_BxK <= u_B[:, None], -1), blocks - 1)
   take = lambda a_BxK: jnp.take_along_axis(a_BxK, block_B[:, None], 1)[:, 0]
   rest_B = u_B - (take(cdf_BxK) - take(mass_BxK))  # u's offset inside the chosen block
@@ -56,13 +62,15 @@ def _categorical(key, logits_BxV):
 
 
 def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = None, temperature: float = 1.0,
-                 bos_id: int = BOS):
+                 bos_id: int = BOS, row_groups: int | None = None):
   """(params, key) -> tokens [B, length+1]: column 0 is BOS (the tokenizer's `bos_id`), then `length`
   sampled tokens.
 
   No top-k/top-p and no early stop at EOS (as in Marek et al.): a sample is a full training row. On a mesh
   with several batch shards (the mesh the params live on) each device decodes only its rows (left to
   propagation, every device decoded the whole batch), with FSDP-split weights gathered once before the loop.
+  On one CPU device the rows are decoded in `row_groups` concurrent calls (default: `cpu_row_groups`); the
+  tokens are the same whatever the grouping.
   """
   length = length or cfg.max_len
   # Decode in phases whose cache holds only the slots filled so far (rounded up to _PHASE): attention over
@@ -70,25 +78,25 @@ def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = No
   ends = list(range(_PHASE, length, _PHASE)) + [length]
 
   @functools.cache
-  def compiled(mesh, param_specs):
+  def compiled(mesh, param_specs, rows_per_call: int):
     rows = sharding.RowSplit(mesh)
     shards = 1 if rows.mesh is None else sharding.batch_shards(rows.mesh)
-    if batch % shards:
+    if rows_per_call % shards:
       logging.warning("sampler: %d rows do not divide over the %d batch shards: every device decodes all of them "
-                      "(choose a batch that is a multiple of mesh.data × mesh.fsdp)", batch, shards)
+                      "(choose a batch that is a multiple of mesh.data × mesh.fsdp)", rows_per_call, shards)
 
     @_jit_replicated(mesh)  # every process can read the samples
-    def sample(params, key):
+    def sample(params, key, first_row):
       model = nnx.merge(graphdef, rows.gathered_tree(params, param_specs))
-      tokens_BxT = rows(jnp.full((batch, length + 1), bos_id, jnp.int32))  # every slot after 0 is overwritten
+      tokens_BxT = rows(jnp.full((rows_per_call, length + 1), bos_id, jnp.int32))  # slots after 0 are overwritten
 
       def body(i, carry):
         tokens, cache = carry
         logits, cache = model(jax.lax.dynamic_slice_in_dim(tokens, i, 1, axis=1), cache=cache)
-        nxt = _pick(logits[:, -1, :cfg.vocab_size], jax.random.fold_in(key, i), temperature)
+        nxt = _pick(logits[:, -1, :cfg.vocab_size], jax.random.fold_in(key, i), temperature, first_row)
         return rows(jax.lax.dynamic_update_slice_in_dim(tokens, nxt[:, None], i + 1, axis=1)), cache
 
-      cache, start = KVCache.zeros(cfg, batch, ends[0]), 0
+      cache, start = KVCache.zeros(cfg, rows_per_call, ends[0]), 0
       for end in ends:
         tokens_BxT, cache = jax.lax.fori_loop(start, end, body, (tokens_BxT, _shard_cache(cache.grow(end), rows)))
         start = end
@@ -96,11 +104,42 @@ def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = No
 
     return sample
 
-  def sample(params, key):
-    return compiled(sharding.mesh_of(params), _specs(params))(params, key)
+  def plan(params):
+    mesh = sharding.mesh_of(params)
+    groups = row_groups or cpu_row_groups(mesh, batch)
+    return compiled(mesh, _specs(params), batch // groups), groups
 
-  sample.lower = lambda params, key: compiled(sharding.mesh_of(params), _specs(params)).lower(params, key)
+  def sample(params, key):
+    fn, groups = plan(params)
+    return _in_row_groups(lambda g: fn(params, key, g * (batch // groups)), groups)
+
+  sample.lower = lambda params, key: plan(params)[0].lower(params, key, 0)
   return sample
+
+
+def cpu_row_groups(mesh, batch: int) -> int:
+  """How many concurrent calls decode a batch on one CPU device: one per core, each of ≥ 8 rows.
+
+  XLA:CPU runs a decode step's small per-row attention dots on one thread, so one call keeps about one core
+  busy; calls made from separate threads run side by side (docs/performance.md, "Sampling on every core").
+  Accelerators and multi-device meshes decode in one call.
+  """
+  if jax.default_backend() != "cpu" or (mesh is not None and mesh.size > 1) or jax.process_count() > 1:
+    return 1
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+  groups = max(1, min(cores, batch // _MIN_GROUP_ROWS))
+  while batch % groups:
+    groups -= 1
+  return groups
+
+
+def _in_row_groups(call_group, groups: int):
+  """call_group(g) for g < groups, from `groups` threads; the rows concatenated in group order."""
+  if groups == 1:
+    return call_group(0)
+  with concurrent.futures.ThreadPoolExecutor(groups) as pool:
+    parts = list(pool.map(lambda g: jax.block_until_ready(call_group(g)), range(groups)))
+  return jnp.concatenate(parts)
 
 
 def _jit_replicated(mesh):
@@ -169,7 +208,8 @@ class GreedyDecoder:
   """`decode(prompts) -> answers`: the batched, jitted interface task scorers use (bAbI).
 
   Prompts are encoded as in training ([BOS] + prompt), left-padded to a length bucket (few compiles),
-  decoded greedily for `max_new_tokens`, cut at EOS.
+  decoded greedily for `max_new_tokens`, cut at EOS; on one CPU device in concurrent row groups
+  (`cpu_row_groups`), as the sampler.
   """
 
   def __init__(self, graphdef, cfg: ModelConfig, params, tokenizer: Tokenizer, batch_size: int = 32,
@@ -193,9 +233,12 @@ class GreedyDecoder:
     for i, e in enumerate(encoded):
       tokens[i, bucket - len(e):], valid[i, bucket - len(e):] = e, True
     valid[len(encoded):, -1] = True  # filler rows: one valid token keeps the softmax well defined
-    fn = _greedy_fn(self.graphdef, self.cfg, self.batch_size, bucket, self.max_new_tokens,
-                    sharding.mesh_of(self.params), _specs(self.params))
-    out = np.asarray(fn(self.params, jnp.asarray(tokens), jnp.asarray(valid)))
+    mesh = sharding.mesh_of(self.params)
+    groups = cpu_row_groups(mesh, self.batch_size)
+    rows = self.batch_size // groups
+    fn = _greedy_fn(self.graphdef, self.cfg, rows, bucket, self.max_new_tokens, mesh, _specs(self.params))
+    out = np.asarray(_in_row_groups(lambda g: fn(self.params, jnp.asarray(tokens[g * rows:(g + 1) * rows]),
+                                                 jnp.asarray(valid[g * rows:(g + 1) * rows])), groups))
     answers = []
     for row in out[:len(encoded)]:
       ids = row.tolist()

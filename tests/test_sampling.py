@@ -55,3 +55,28 @@ def test_greedy_decoder_matches_unbatched_argmax(tiny):
       want.append(nxt)
       seq.append(nxt)
     assert answer == " ".join(map(str, want))
+
+
+def test_row_groups_decode_the_rows_one_call_decodes(tiny):
+  """On a CPU the sampler decodes its rows in concurrent groups; row r draws with fold_in(key, r) wherever it
+  is decoded, so the grouping changes no token."""
+  cfg, graphdef, params = tiny
+  key = jax.random.key(7)
+  whole = sampling.make_sampler(graphdef, cfg, batch=8, length=40, row_groups=1)(params, key)
+  grouped = sampling.make_sampler(graphdef, cfg, batch=8, length=40, row_groups=4)(params, key)
+  assert len({tuple(r) for r in np.asarray(whole).tolist()}) == 8
+  np.testing.assert_array_equal(grouped, whole)
+  logits_BxV = 3 * jax.random.normal(jax.random.key(1), (8, 50))
+  drawn = sampling._pick(logits_BxV, key, 1.0)
+  np.testing.assert_array_equal(sampling._pick(logits_BxV[5:], key, 1.0, first_row=5), drawn[5:])
+  assert not np.array_equal(sampling._pick(logits_BxV[5:], key, 1.0), drawn[5:])  # the row index matters
+
+
+def test_cpu_row_groups_one_per_core_of_at_least_eight_rows(monkeypatch):
+  monkeypatch.setattr(sampling.os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+  assert [sampling.cpu_row_groups(None, b) for b in (4, 12, 24, 64, 256)] == [1, 1, 3, 4, 4]
+
+  class TwoDevices:
+    size = 2
+
+  assert sampling.cpu_row_groups(TwoDevices(), 64) == 1
