@@ -86,7 +86,8 @@ def main(argv=None) -> None:
   parser.add_argument("--validation-rows", type=int, default=0)
   parser.add_argument("--cpu-devices", type=int, default=1,
                       help="on a host without an accelerator: split the CPU into this many JAX devices, each "
-                           "decoding batch/K rows (decoding keeps about one core busy per device). The samples are "
+                           "decoding batch/K rows (one device already decodes in concurrent row groups, one per "
+                           "core: sampling.cpu_row_groups). The samples are "
                            "one device's up to floating-point rounding (a draw at a boundary can change, and its row "
                            "with it). No effect where an accelerator is the default device")
   args = parser.parse_args(argv)

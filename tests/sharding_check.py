@@ -51,14 +51,17 @@ def losses_on(mesh_shape, steps=4, replay_rows=0, batch=16):
   state, train_step = train_setup(cfg, mesh, spec, steps, batch)
   teacher = jax.tree.map(lambda x: x * 1.01, state["params"]) if replay_rows else None
   rng = np.random.default_rng(0)
-  out = []
+  out, compiled, hlo = [], None, {}
   for _ in range(steps):
     target = rng.integers(0, 128, (batch - replay_rows, 17), dtype=np.int32)
     replay = rng.integers(0, 128, (replay_rows, 17), dtype=np.int32)
     tokens = _layout(target, replay, shards)
     arrays = sharding.global_batch({"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
                                     "loss_mask": np.ones((batch, 16), np.float32)}, mesh)
-    state, m = train_step(state, arrays, teacher, jax.random.key(0))
+    if compiled is None:  # one compile serves the steps and the HLO read below
+      compiled = train_step.lower(state, arrays, teacher, jax.random.key(0)).compile()
+      hlo["train"] = compiled.as_text()
+    state, m = compiled(state, arrays, teacher, jax.random.key(0))
     out.append(float(m["loss"]))
   # every parameter must be laid out as the rules say (created sharded, kept sharded)
   leaves = jax.tree_util.tree_leaves_with_path(state["params"])
@@ -66,9 +69,7 @@ def losses_on(mesh_shape, steps=4, replay_rows=0, batch=16):
   # rows of the attention scores one device computes in the compiled steps: [rows, heads, 16, 16] dense, or
   # [rows, heads, 4, 4 … 16] for blocked attention's 4 query blocks
   eval_step = step_lib.make_eval_step(build.model_bundle(cfg, mesh).graphdef, mesh)
-  hlo = {"train": train_step.lower(state, arrays, teacher, jax.random.key(0)).compile().as_text(),
-         "eval": eval_step.lower(state["params"], {**arrays, "loss_mask": arrays["loss_mask"][:, None]}).compile()
-         .as_text()}
+  hlo["eval"] = eval_step.lower(state["params"], {**arrays, "loss_mask": arrays["loss_mask"][:, None]}).compile().as_text()
   scores = re.compile(rf"f32\[(\d+),{4 // tensor},(?:4|16),(?:4|8|12|16)\]")  # [rows, heads on a device, q, k]
   score_rows = {k: sorted({int(r) for r in scores.findall(text)}) for k, text in hlo.items()}
   return out, specs, score_rows

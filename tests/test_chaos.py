@@ -23,7 +23,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import cli_utils  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-KILLS = 20
+KILLS = 12
 LANES = 2
 SEED = 20240909
 CHAOS = ("--config.train.checkpoint_every_tokens=256", "--config.train.log_every_steps=3")
