@@ -68,9 +68,10 @@ def losses_on(mesh_shape, steps=4, replay_rows=0, batch=16):
   specs = {jax.tree_util.keystr(p): str(x.sharding.spec) for p, x in leaves}
   # rows of the attention scores one device computes in the compiled steps: [rows, heads, 16, 16] dense, or
   # [rows, heads, 4, 4 … 16] for blocked attention's 4 query blocks
-  eval_step = step_lib.make_eval_step(build.model_bundle(cfg, mesh).graphdef, mesh)
-  eval_batch = {**arrays, "loss_mask": arrays["loss_mask"][:, None]}
-  hlo["eval"] = eval_step.lower(state["params"], eval_batch).compile().as_text()
+  if sharding.batch_shards(mesh) > 1:  # the eval step's rows per device matter (and are read) on split batches only
+    eval_step = step_lib.make_eval_step(build.model_bundle(cfg, mesh).graphdef, mesh)
+    eval_batch = {**arrays, "loss_mask": arrays["loss_mask"][:, None]}
+    hlo["eval"] = eval_step.lower(state["params"], eval_batch).compile().as_text()
   scores = re.compile(rf"f32\[(\d+),{4 // tensor},(?:4|16),(?:4|8|12|16)\]")  # [rows, heads on a device, q, k]
   score_rows = {k: sorted({int(r) for r in scores.findall(text)}) for k, text in hlo.items()}
   return out, specs, score_rows

@@ -56,6 +56,7 @@ def test_each_device_computes_only_its_rows(result):
   device ran the model on every row. With replay, the teacher runs on each device's replay rows."""
   for key, shards in (("0:8,1,1", 8), ("0:2,4,1", 8), ("0:2,2,2", 4), ("8:2,2,2", 4)):
     replay_rows = int(key.split(":")[0])
+    assert sorted(result[key][2]) == ["eval", "train"], key
     for step, rows in result[key][2].items():
       want = sorted({16 // shards} | ({replay_rows // shards} if replay_rows and step == "train" else set()))
       assert rows == want, f"mesh {key}: the {step} step's attention runs on {rows} rows per device, not {want}"
