@@ -69,9 +69,11 @@ def make_sampler(graphdef, cfg: ModelConfig, batch: int, length: int | None = No
   No top-k/top-p and no early stop at EOS (as in Marek et al.): a sample is a full training row. On a mesh
   with several batch shards (the mesh the params live on) each device decodes only its rows (left to
   propagation, every device decoded the whole batch), with FSDP-split weights gathered once before the loop.
-  On one CPU device the rows are decoded in `row_groups` concurrent calls (default: `cpu_row_groups`); the
-  tokens are the same whatever the grouping.
+  On one CPU device the rows are decoded in `row_groups` concurrent calls (default: `cpu_row_groups`); each row
+  draws the same random numbers whatever the grouping, so its tokens are the same up to the matmuls' rounding.
   """
+  if row_groups is not None and (row_groups < 1 or batch % row_groups):
+    raise ValueError(f"row_groups={row_groups} must be ≥ 1 and divide the batch of {batch} rows")
   length = length or cfg.max_len
   # Decode in phases whose cache holds only the slots filled so far (rounded up to _PHASE): attention over
   # the cache is memory bound, and a full-size cache from the first token reads ~1.6x more of it.

@@ -70,6 +70,8 @@ def test_row_groups_decode_the_rows_one_call_decodes(tiny):
   drawn = sampling._pick(logits_BxV, key, 1.0)
   np.testing.assert_array_equal(sampling._pick(logits_BxV[5:], key, 1.0, first_row=5), drawn[5:])
   assert not np.array_equal(sampling._pick(logits_BxV[5:], key, 1.0), drawn[5:])  # the row index matters
+  with pytest.raises(ValueError, match="row_groups=3 must be ≥ 1 and divide the batch of 8 rows"):
+    sampling.make_sampler(graphdef, cfg, batch=8, length=24, row_groups=3)
 
 
 def test_cpu_row_groups_one_per_core_of_at_least_eight_rows(monkeypatch):
