@@ -19,7 +19,7 @@ SAMPLE_MESHES = ["1,1,1", "2,4,1", "2,2,2"]
 
 
 def _run(cache_dir):
-  # the persistent cache lets the check's second compile of a program (to read its HLO) be a lookup
+  # the persistent cache makes the sampler's second compile (sampler.lower, to read its HLO) a lookup
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
              JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
