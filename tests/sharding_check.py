@@ -58,7 +58,7 @@ def losses_on(mesh_shape, steps=4, replay_rows=0, batch=16):
     tokens = _layout(target, replay, shards)
     arrays = sharding.global_batch({"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
                                     "loss_mask": np.ones((batch, 16), np.float32)}, mesh)
-    if compiled is None:  # one compile serves the steps and the HLO read below
+    if compiled is None:  # the executable the steps run is the one whose HLO is read below
       compiled = train_step.lower(state, arrays, teacher, jax.random.key(0)).compile()
       hlo["train"] = compiled.as_text()
     state, m = compiled(state, arrays, teacher, jax.random.key(0))
