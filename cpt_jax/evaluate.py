@@ -14,7 +14,7 @@ import json
 from absl import app, flags
 from ml_collections import config_flags
 
-from cpt_jax import build, checkpoint, config as config_lib, console, evaluation, paths, sharding
+from cpt_jax import build, checkpoint, config as config_lib, console, evaluation, host_memory, paths, sharding
 from cpt_jax.data import sources
 from cpt_jax.data.records import DataError
 
@@ -55,4 +55,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  host_memory.reexec_with_huge_pages()
   app.run(main, flags_parser=console.parse_flags)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from cpt_jax import adapt as adapt_lib, build, checkpoint as ckpt_lib, config as config_lib, evaluation
 from cpt_jax import metrics as metrics_lib
 from cpt_jax import lease as lease_lib, model as model_lib, optim, paths, run_record, sharding, step as step_lib
-from cpt_jax import compile_cache, profiler as profiler_lib, workdir as workdir_lib
+from cpt_jax import compile_cache, host_memory, profiler as profiler_lib, workdir as workdir_lib
 from cpt_jax.data import sources
 from cpt_jax.objective import Objective
 
@@ -52,9 +52,9 @@ class _StopFlag:
         pass
 
   def _handle(self, signum, frame):
+    """Only sets the flag: logging here could re-enter a log write the signal interrupted (a RuntimeError)."""
     del frame
     self.signal = signum
-    logging.warning("received %s: finishing the current step, then checkpointing", signal.Signals(signum).name)
 
   def restore(self):
     for sig, handler in self._previous.items():
@@ -111,6 +111,7 @@ def _train(cfg, workdir: str, t_start: float, lease: lease_lib.Lease, changes) -
   train_src = build.train_source(cfg, data_dir)
   objective = build.resolve_objective(cfg, mesh, train_src)
   logging.info("objective: %s", objective)
+  logging.info("%s", host_memory.describe())
   keep_forever = build.stage_steps(cfg, bundle.num_params) if cfg.stage == "pretrain" else ()
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), cfg.train.keep_checkpoints,
                                        keep_steps=keep_forever)
@@ -236,6 +237,8 @@ def _train(cfg, workdir: str, t_start: float, lease: lease_lib.Lease, changes) -
         throughput.resume()
       stop_here = cfg.train.stop_at_step and step == cfg.train.stop_at_step and step < total_steps
       if (stop.signal is not None and step < total_steps) or stop_here:  # the last step: finish, it is all saved
+        if stop.signal is not None:
+          logging.warning("received %s: checkpointing step %d, then stopping", signal.Signals(stop.signal).name, step)
         drain(pending)
         save(step, force=True)
         checkpointer.wait()

@@ -15,7 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from cpt_jax import build, checkpoint as ckpt_lib, config as config_lib, console, sampling
+from cpt_jax import build, checkpoint as ckpt_lib, config as config_lib, console, host_memory, sampling
 from cpt_jax.data import records
 
 
@@ -102,4 +102,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+  host_memory.reexec_with_huge_pages()
   main()

@@ -60,7 +60,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from cpt_jax import cell_process, console, study_archive, study_cost
+from cpt_jax import cell_process, console, host_memory, study_archive, study_cost
 from cpt_jax import checkpoint as ckpt_lib
 from cpt_jax import lease as lease_lib
 from cpt_jax.research import report as report_lib
@@ -281,4 +281,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  host_memory.reexec_with_huge_pages()  # the cells, run as child processes, inherit it
   app.run(main, flags_parser=console.parse_flags)

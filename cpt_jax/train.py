@@ -13,7 +13,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from cpt_jax import console
+from cpt_jax import console, host_memory
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path of a config file with get_config().")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of this run: checkpoints, metrics, summary.")
@@ -97,4 +97,5 @@ def _primary() -> bool:
 
 
 if __name__ == "__main__":
+  host_memory.reexec_with_huge_pages()
   app.run(main, flags_parser=console.parse_flags)  # config mistakes: one line each

@@ -45,7 +45,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cpt_jax import build, ops, optim, sampling, sharding  # noqa: E402
+from cpt_jax import build, host_memory, ops, optim, sampling, sharding  # noqa: E402
 from cpt_jax import checkpoint as ckpt_lib  # noqa: E402
 from cpt_jax import metrics as metrics_lib  # noqa: E402
 from cpt_jax import model as model_lib  # noqa: E402
@@ -396,6 +396,7 @@ def run(config: str, quick: bool = False, reps: int = 5, reference: bool = False
       "L": m.num_layers, "T": cfg.model.max_len, "D": m.d_model}
   out["device"] = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind} x{jax.device_count()} " \
                   f"({os.cpu_count()} host cores)"
+  out["host_memory"] = host_memory.describe()
   out["config"] = {"model": {k: getattr(m, k) for k in ("num_layers", "d_model", "num_heads", "max_len", "vocab_size",
                                                           "compute_dtype")},
                    "batch_size": cfg.data.batch_size, "teacher_dtype": cfg.replay.teacher_dtype,
@@ -433,7 +434,7 @@ def to_markdown(r: dict) -> str:
       ("compile seconds (plain step)", f"{r['compile_seconds']:.1f}", "", ""),
       ("flops/token", f"{r['flops_per_token']['value']:.3g}", r["flops_per_token"]["accounting"], ""),
   ]
-  lines = [f"device: {r['device']}", ""]
+  lines = [f"device: {r['device']}", f"{r['host_memory']}", ""]
   if r["plumbing_only"]:
     lines += ["**plumbing only**: reduced batch and context on a CPU; these numbers measure nothing", ""]
   lines += ["| figure | measured | goal | met |", "|---|---|---|---|"]
@@ -456,4 +457,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  host_memory.reexec_with_huge_pages()  # as the trainer runs: docs/performance.md
   sys.exit(main())

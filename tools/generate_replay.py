@@ -9,7 +9,9 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from cpt_jax.host_memory import reexec_with_huge_pages  # noqa: E402
 from cpt_jax.replay_dataset import main  # noqa: E402
 
 if __name__ == "__main__":
+  reexec_with_huge_pages()
   main()
