@@ -172,11 +172,16 @@ class Attention(nnx.Module):
     """`cache_kv`: this layer's (k, v) cache buffers, each [B, N, S, H]; the chunk's keys/values are written
     in place at [:, :, cache_index] and the queries attend over the whole buffer (masked)."""
     dt = self.cfg.dtype
-    # One projection per q/k/v: w_qkv[t] is a contiguous [D, N, H] slice, whereas one [3, D, N, H] einsum
-    # made XLA:CPU transpose the whole weight on every decoded token (docs/performance.md).
     w_3xDxNxH, b_3xNxH = self.w_qkv[...].astype(dt), self.b_qkv[...].astype(dt)
-    q_BxLxNxH, k_BxLxNxH, v_BxLxNxH = (
-        jnp.einsum("bld,dnh->blnh", x_BxLxD, w_3xDxNxH[t]) + b_3xNxH[t] for t in range(3))
+    if cache_kv is None:  # one projection per q/k/v: w_qkv[t] is a contiguous [D, N, H] slice, whereas one
+      # [3, D, N, H] einsum contracting D made XLA:CPU transpose the whole weight (docs/performance.md)
+      q_BxLxNxH, k_BxLxNxH, v_BxLxNxH = (
+          jnp.einsum("bld,dnh->blnh", x_BxLxD, w_3xDxNxH[t]) + b_3xNxH[t] for t in range(3))
+    else:  # decoding: t as a batch dimension of one dot reads the weight in place (x broadcast 3×, small);
+      # XLA:CPU copied each w_qkv[t] slice out of the loop-carried weights at every decoded token
+      x_3xBxLxD = jnp.broadcast_to(x_BxLxD, (3, *x_BxLxD.shape))
+      qkv_3xBxLxNxH = jnp.einsum("tbld,tdnh->tblnh", x_3xBxLxD, w_3xDxNxH) + b_3xNxH[:, None, None]
+      q_BxLxNxH, k_BxLxNxH, v_BxLxNxH = qkv_3xBxLxNxH[0], qkv_3xBxLxNxH[1], qkv_3xBxLxNxH[2]
     if cache_kv is None:
       impl = ops.attention_implementation(self.cfg.attention_impl, self.cfg.compute_dtype, self.cfg.head_dim)
       if impl == "blocked":
