@@ -173,16 +173,12 @@ class Attention(nnx.Module):
     in place at [:, :, cache_index] and the queries attend over the whole buffer (masked)."""
     dt = self.cfg.dtype
     w_3xDxNxH, b_3xNxH = self.w_qkv[...].astype(dt), self.b_qkv[...].astype(dt)
-    if cache_kv is None:  # one projection per q/k/v: w_qkv[t] is a contiguous [D, N, H] slice, whereas one
-      # [3, D, N, H] einsum contracting D made XLA:CPU transpose the whole weight (docs/performance.md)
+    w_NxHxD = self.w_out[...].astype(dt)
+    if cache_kv is None:
+      # One projection per q/k/v: w_qkv[t] is a contiguous [D, N, H] slice, whereas one [3, D, N, H] einsum
+      # contracting D made XLA:CPU transpose the whole weight (docs/performance.md).
       q_BxLxNxH, k_BxLxNxH, v_BxLxNxH = (
           jnp.einsum("bld,dnh->blnh", x_BxLxD, w_3xDxNxH[t]) + b_3xNxH[t] for t in range(3))
-    else:  # decoding: t as a batch dimension of one dot reads the weight in place (x broadcast 3×, small);
-      # XLA:CPU copied each w_qkv[t] slice out of the loop-carried weights at every decoded token
-      x_3xBxLxD = jnp.broadcast_to(x_BxLxD, (3, *x_BxLxD.shape))
-      qkv_3xBxLxNxH = jnp.einsum("tbld,tdnh->tblnh", x_3xBxLxD, w_3xDxNxH) + b_3xNxH[:, None, None]
-      q_BxLxNxH, k_BxLxNxH, v_BxLxNxH = qkv_3xBxLxNxH[0], qkv_3xBxLxNxH[1], qkv_3xBxLxNxH[2]
-    if cache_kv is None:
       impl = ops.attention_implementation(self.cfg.attention_impl, self.cfg.compute_dtype, self.cfg.head_dim)
       if impl == "blocked":
         out_BxLxNxH = ops.blocked_causal_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, mask)
@@ -192,16 +188,20 @@ class Attention(nnx.Module):
       else:
         out_BxLxNxH = jax.nn.dot_product_attention(q_BxLxNxH, k_BxLxNxH, v_BxLxNxH, mask=mask,
                                                    implementation="xla")
-      new_kv = None
-    else:  # decode: write this chunk's keys/values into the cache, attend over it
-      k_cache, v_cache = cache_kv
-      write = lambda c, x_BxLxNxH: jax.lax.dynamic_update_slice_in_dim(
-          c, x_BxLxNxH.transpose(0, 2, 1, 3).astype(c.dtype), cache_index, axis=2)
-      k_cache, v_cache = write(k_cache, k_BxLxNxH), write(v_cache, v_BxLxNxH)
-      new_kv = (k_cache, v_cache)
-      out_BxLxNxH = ops.heads_major_attention(q_BxLxNxH, k_cache, v_cache, mask)
-    y_BxLxD = jnp.einsum("blnh,nhd->bld", out_BxLxNxH, self.w_out[...].astype(dt))
-    return y_BxLxD + self.b_out[...].astype(dt), new_kv
+      return jnp.einsum("blnh,nhd->bld", out_BxLxNxH, w_NxHxD) + self.b_out[...].astype(dt), None
+    # Decoding reads every weight in place. Inside the decode loop XLA:CPU copied each w_qkv[t] slice and
+    # transposed w_out to match the attention output's layout at every token (docs/performance.md): q, k, v
+    # are one dot with t as a batch dimension (x broadcast 3×, a few KB), the output projection one matmul.
+    x_3xBxLxD = jnp.broadcast_to(x_BxLxD, (3, *x_BxLxD.shape))
+    qkv_3xBxLxNxH = jnp.einsum("tbld,tdnh->tblnh", x_3xBxLxD, w_3xDxNxH) + b_3xNxH[:, None, None]
+    k_cache, v_cache = cache_kv  # write this chunk's keys/values into the cache, attend over it
+    write = lambda c, x_BxLxNxH: jax.lax.dynamic_update_slice_in_dim(
+        c, x_BxLxNxH.transpose(0, 2, 1, 3).astype(c.dtype), cache_index, axis=2)
+    k_cache, v_cache = write(k_cache, qkv_3xBxLxNxH[1]), write(v_cache, qkv_3xBxLxNxH[2])
+    out_BxLxNxH = ops.heads_major_attention(qkv_3xBxLxNxH[0], k_cache, v_cache, mask)
+    out_BxLxF = out_BxLxNxH.reshape(*out_BxLxNxH.shape[:2], -1)
+    y_BxLxD = out_BxLxF @ w_NxHxD.reshape(-1, w_NxHxD.shape[-1])
+    return y_BxLxD + self.b_out[...].astype(dt), (k_cache, v_cache)
 
 
 class Mlp(nnx.Module):
