@@ -38,12 +38,23 @@ def _thp_possible(setting_path: str = THP_SETTING) -> bool:
     return False
 
 
+def _hugetlb_tunable(environ) -> str | None:
+  """The value GLIBC_TUNABLES gives glibc.malloc.hugetlb, None where it gives none."""
+  for item in environ.get("GLIBC_TUNABLES", "").split(":"):
+    if item.startswith("glibc.malloc.hugetlb="):
+      return item.split("=", 1)[1]
+  return None
+
+
 def obstacle(environ=os.environ, glibc=None, thp_possible=None) -> str | None:
   """Why the tunable cannot or need not be set; None where re-executing under it helps."""
-  if "glibc.malloc.hugetlb" in environ.get("GLIBC_TUNABLES", ""):
-    return "already set"
+  setting = _hugetlb_tunable(environ)
+  if setting is not None:
+    return "already set" if setting != "0" else "GLIBC_TUNABLES sets glibc.malloc.hugetlb=0"
   if environ.get(OPT_OUT_ENV) == "0":
     return f"{OPT_OUT_ENV}=0"
+  if not sys.executable:
+    return "no Python executable to start again (embedded interpreter)"
   glibc = _glibc_version() if glibc is None else glibc
   if not glibc or glibc < MIN_GLIBC:
     return "not Linux with glibc >= 2.35"
@@ -71,5 +82,6 @@ def describe() -> str:
   why = obstacle()
   if why == "already set":
     return f"host memory: transparent huge pages (GLIBC_TUNABLES={os.environ['GLIBC_TUNABLES']})"
-  hint = "" if why == f"{OPT_OUT_ENV}=0" else f"; to use them start Python with GLIBC_TUNABLES={TUNABLE}"
-  return f"host memory: 4 KiB pages ({why or 'not started through a cpt_jax command'}{hint})"
+  why = why or "not started through a cpt_jax command"
+  hint = "" if why.endswith("=0") else f"; to use them start Python with GLIBC_TUNABLES={TUNABLE}"
+  return f"host memory: 4 KiB pages ({why}{hint})"

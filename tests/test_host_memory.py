@@ -14,6 +14,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.parametrize("environ, glibc, thp, expected", [
     ({}, (2, 36), True, None),
     ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, (2, 36), True, "already set"),
+    ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0"}, (2, 36), True,
+     "GLIBC_TUNABLES sets glibc.malloc.hugetlb=0"),
+    ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, (2, 36), True, None),
     ({host_memory.OPT_OUT_ENV: "0"}, (2, 36), True, f"{host_memory.OPT_OUT_ENV}=0"),
     ({}, (2, 31), True, "not Linux with glibc >= 2.35"),
     ({}, (), True, "not Linux with glibc >= 2.35"),
