@@ -57,7 +57,7 @@ def obstacle(environ=os.environ, glibc=None, thp_possible=None) -> str | None:
     return "no Python executable to start again (embedded interpreter)"
   glibc = _glibc_version() if glibc is None else glibc
   if not glibc or glibc < MIN_GLIBC:
-    return "not Linux with glibc >= 2.35"
+    return f"not Linux with glibc >= {'.'.join(map(str, MIN_GLIBC))}"
   if not (_thp_possible() if thp_possible is None else thp_possible):
     return f"transparent huge pages are off in the kernel ({THP_SETTING})"
   return None
@@ -82,6 +82,6 @@ def describe() -> str:
   why = obstacle()
   if why == "already set":
     return f"host memory: transparent huge pages (GLIBC_TUNABLES={os.environ['GLIBC_TUNABLES']})"
-  why = why or "not started through a cpt_jax command"
-  hint = "" if why.endswith("=0") else f"; to use them start Python with GLIBC_TUNABLES={TUNABLE}"
-  return f"host memory: 4 KiB pages ({why}{hint})"
+  if why is None:  # they would work here: the process was not started through a cpt_jax command
+    return f"host memory: 4 KiB pages (to use huge pages, start Python with GLIBC_TUNABLES={TUNABLE})"
+  return f"host memory: 4 KiB pages ({why})"

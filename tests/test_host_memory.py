@@ -56,11 +56,11 @@ def test_no_reexec_where_there_is_an_obstacle(monkeypatch):
 
 def test_a_command_runs_again_once_with_the_tunable():
   """A real process: it re-executes itself, then (tunable present) runs its work exactly once."""
-  if host_memory.obstacle({k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}) is not None:
-    pytest.skip(f"no huge pages to ask for here: {host_memory.obstacle({})}")
+  env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", host_memory.OPT_OUT_ENV)}
+  if host_memory.obstacle(env) is not None:
+    pytest.skip(f"no huge pages to ask for here: {host_memory.obstacle(env)}")
   code = ("from cpt_jax import host_memory; host_memory.reexec_with_huge_pages(); import os; "
           "print(os.getpid(), os.environ.get('GLIBC_TUNABLES')); print(host_memory.describe())")
-  env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", host_memory.OPT_OUT_ENV)}
   env["PYTHONPATH"] = ROOT
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
   first, second = out.strip().splitlines()
@@ -68,4 +68,4 @@ def test_a_command_runs_again_once_with_the_tunable():
   assert second.startswith("host memory: transparent huge pages")
   env[host_memory.OPT_OUT_ENV] = "0"
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-  assert out.splitlines()[0].split()[1] == "None" and "4 KiB pages" in out
+  assert out.splitlines()[0].split()[1] == "None" and f"4 KiB pages ({host_memory.OPT_OUT_ENV}=0)" in out
