@@ -127,6 +127,11 @@ def sharded_abstract(abstract, shardings):
   return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
 
 
+# XLA:CPU compiles the initialiser's per-parameter random-number code with less LLVM optimisation: the same
+# values, 1-1.5 s less compile at every launch (docs/performance.md, "Compilation cache"); it runs once.
+CPU_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
 def build_model(model_cfg: model_lib.ModelConfig, mesh, seed: int):
   """Parameters created already sharded: abstract init → shardings → jit(init, out_shardings)."""
   bundle = model_bundle(model_cfg, mesh)
@@ -134,7 +139,10 @@ def build_model(model_cfg: model_lib.ModelConfig, mesh, seed: int):
   def init(key):
     return nnx.to_pure_dict(nnx.state(model_lib.GPT(model_cfg, nnx.Rngs(params=key))))
 
-  return bundle, jax.jit(init, out_shardings=bundle.param_shardings)(jax.random.key(seed))
+  key = jax.random.key(seed)
+  options = CPU_INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+  compiled = jax.jit(init, out_shardings=bundle.param_shardings).lower(key).compile(compiler_options=options)
+  return bundle, compiled(key)
 
 
 def state_shardings(bundle: ModelBundle, optimizer, mesh):
