@@ -36,6 +36,13 @@ def test_quick_bench_prints_every_figure(tmp_path):
   assert "6*(non-embedding params + V*D) + 12*L*T*D" == f["accounting"]
   assert r["device"].startswith("cpu")
   assert set(r["passed"]) == set(r["goals"]) and all(isinstance(v, bool) for v in r["passed"].values())
+  # each KL row of the table says whether its own ratio meets its goal (1.137 at r = 0.25, 1.225 at r = 0.5)
+  bench = _tool_module()
+  r["kl_cost_ratio"] = {"0.25": 1.10, "0.5": 1.30}
+  r["passed"] = bench.goals_passed(r)
+  assert not r["passed"]["kl_cost_ratio"]
+  kl_rows = [line for line in bench.to_markdown(r).splitlines() if line.startswith("| KL step")]
+  assert [row.rstrip(" |").rsplit("| ", 1)[-1] for row in kl_rows] == ["yes", "no"], kl_rows
 
 
 def _tool_module(name: str = "bench"):
