@@ -132,16 +132,18 @@ def sharded_abstract(abstract, shardings):
 CPU_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
+def init_params(model_cfg: model_lib.ModelConfig):
+  """key -> the model's freshly initialised parameters as a pure dict (what build_model compiles)."""
+  return lambda key: nnx.to_pure_dict(nnx.state(model_lib.GPT(model_cfg, nnx.Rngs(params=key))))
+
+
 def build_model(model_cfg: model_lib.ModelConfig, mesh, seed: int):
   """Parameters created already sharded: abstract init → shardings → jit(init, out_shardings)."""
   bundle = model_bundle(model_cfg, mesh)
-
-  def init(key):
-    return nnx.to_pure_dict(nnx.state(model_lib.GPT(model_cfg, nnx.Rngs(params=key))))
-
   key = jax.random.key(seed)
   options = CPU_INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
-  compiled = jax.jit(init, out_shardings=bundle.param_shardings).lower(key).compile(compiler_options=options)
+  compiled = jax.jit(init_params(model_cfg), out_shardings=bundle.param_shardings).lower(key).compile(
+      compiler_options=options)
   return bundle, compiled(key)
 
 

@@ -213,8 +213,7 @@ def test_initialiser_compiled_with_less_optimisation_draws_the_default_compiles_
   cfg = model_lib.ModelConfig(vocab_size=100, max_len=16, num_layers=2, d_model=32, num_heads=4, mlp_ratio=4,
                               vocab_multiple=128)
   bundle, params = build.build_model(cfg, sharding.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}), seed=3)
-  default = jax.jit(lambda key: nnx.to_pure_dict(nnx.state(model_lib.GPT(cfg, nnx.Rngs(params=key)))),
-                    out_shardings=bundle.param_shardings)(jax.random.key(3))
+  default = jax.jit(build.init_params(cfg), out_shardings=bundle.param_shardings)(jax.random.key(3))
   assert jax.tree.structure(params) == jax.tree.structure(default)
   for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(default)):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

@@ -440,7 +440,7 @@ def to_markdown(r: dict) -> str:
       ("compile seconds (plain step)", f"{r['compile_seconds']:.1f}", "", ""),
       ("flops/token", f"{r['flops_per_token']['value']:.3g}", r["flops_per_token"]["accounting"], ""),
   ]
-  lines = [f"device: {r['device']}", f"{r['host_memory']}", ""]
+  lines = [f"device: {r['device']}", r["host_memory"], ""]
   if r["plumbing_only"]:
     lines += ["**plumbing only**: reduced batch and context on a CPU; these numbers measure nothing", ""]
   lines += ["| figure | measured | goal | met |", "|---|---|---|---|"]
